@@ -1,0 +1,1 @@
+"""CoSeg Studio: the PySide6 + vispy desktop editor (depends on `coseg`)."""

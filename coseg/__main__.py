@@ -1,0 +1,5 @@
+import sys
+
+from coseg.cli import main
+
+sys.exit(main())

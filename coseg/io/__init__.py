@@ -1,0 +1,1 @@
+"""File input/output: atomic writes, PLY, .splat, images."""

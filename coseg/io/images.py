@@ -1,0 +1,116 @@
+"""Image, label-map and depth-map reading and writing with clear errors.
+
+Resizing on load: RGB by area averaging (exact for integer factors), label
+maps by taking the top-left sample of every block (never mixes ids), depth
+by nearest sampling as well.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from coseg.errors import InputError
+
+
+def _imread(path: Path) -> np.ndarray:
+    import imageio.v3 as iio
+
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: file not found")
+    try:
+        return np.asarray(iio.imread(path))
+    except Exception as e:  # imageio raises many types for a corrupt file
+        raise InputError(f"{path}: unreadable image ({type(e).__name__}: {e})") from e
+
+
+def _downscale_mean(img: np.ndarray, factor: int) -> np.ndarray:
+    h, w = img.shape[0] // factor, img.shape[1] // factor
+    img = img[: h * factor, : w * factor]
+    return img.reshape(h, factor, w, factor, *img.shape[2:]).mean(axis=(1, 3))
+
+
+def read_rgb(path: Path, size_hw: tuple[int, int], white_background: bool = False) -> np.ndarray:
+    """Read an image as float32 [H, W, 3] in [0, 1], resized to `size_hw`.
+
+    RGBA images are composited over black (or white with `white_background`).
+    The stored size must be an integer multiple of `size_hw`.
+    """
+    img = _imread(path)
+    if img.ndim == 2:
+        img = np.repeat(img[..., None], 3, axis=2)
+    if img.ndim != 3 or img.shape[2] not in (3, 4):
+        raise InputError(f"{path}: expected an RGB or RGBA image, got shape {img.shape}")
+    scale = 65535.0 if img.dtype == np.uint16 else (255.0 if img.dtype == np.uint8 else 1.0)
+    img = img.astype(np.float32) / scale
+    if img.shape[2] == 4:
+        a = img[..., 3:4]
+        bg = 1.0 if white_background else 0.0
+        img = img[..., :3] * a + bg * (1.0 - a)
+    img = _fit(img, size_hw, path, mean=True)
+    return np.ascontiguousarray(img, dtype=np.float32)
+
+
+def read_id_map(path: Path, size_hw: tuple[int, int], downscale: int = 1) -> np.ndarray:
+    """Read a single-channel uint8/uint16 id map as int32 [H, W] at `size_hw`."""
+    ids = _imread(path)
+    if ids.ndim == 3:
+        if ids.shape[2] in (3, 4) and np.array_equal(ids[..., 0], ids[..., 1]) and np.array_equal(ids[..., 0], ids[..., 2]):
+            ids = ids[..., 0]
+        else:
+            raise InputError(f"{path}: label maps must be single-channel id images, got shape {ids.shape}")
+    if not np.issubdtype(ids.dtype, np.integer):
+        raise InputError(f"{path}: label maps must hold integer ids, got {ids.dtype}")
+    return _fit(ids.astype(np.int32), size_hw, path, mean=False)
+
+
+def read_depth(path: Path, size_hw: tuple[int, int], downscale: int = 1, depth_scale: float = 1.0) -> np.ndarray:
+    """Read metric z-depth (.npy float or 16-bit PNG scaled by depth_scale) as float32 [H, W]."""
+    path = Path(path)
+    if path.suffix == ".npy":
+        if not path.exists():
+            raise InputError(f"{path}: file not found")
+        try:
+            d = np.load(path)
+        except Exception as e:
+            raise InputError(f"{path}: unreadable depth map ({e})") from e
+    else:
+        d = _imread(path)
+    if d.ndim == 3:
+        d = d[..., 0]
+    d = d.astype(np.float32) * np.float32(depth_scale)
+    d[~np.isfinite(d)] = 0.0
+    return _fit(d, size_hw, path, mean=False)
+
+
+def _fit(img: np.ndarray, size_hw: tuple[int, int], path: Path, mean: bool) -> np.ndarray:
+    h, w = size_hw
+    H, W = img.shape[:2]
+    if (H, W) == (h, w):
+        return img
+    fy, fx = H // h if h else 0, W // w if w else 0
+    if fy == fx and fy >= 1 and H // fy == h and W // fx == w:
+        return _downscale_mean(img, fy) if mean else img[::fy, ::fx][:h, :w]
+    raise InputError(f"{path}: size {W}x{H} does not match the camera's {w}x{h}")
+
+
+def write_png(path: Path, img: np.ndarray) -> None:
+    """Write a PNG atomically: float [H, W, 3] in [0, 1] or an integer id map."""
+    import io
+
+    import imageio.v3 as iio
+
+    from coseg.io.atomic import write_bytes_atomic
+
+    arr = np.asarray(img)
+    if np.issubdtype(arr.dtype, np.floating):
+        arr = (np.clip(arr, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    elif arr.dtype not in (np.uint8, np.uint16):
+        if arr.min(initial=0) < 0 or arr.max(initial=0) > 65535:
+            raise ValueError(f"{path}: ids outside 0..65535 cannot be stored in a PNG")
+        arr = arr.astype(np.uint8 if arr.max(initial=0) < 256 else np.uint16)
+    buf = io.BytesIO()
+    iio.imwrite(buf, arr, extension=".png")
+    write_bytes_atomic(path, buf.getvalue())

@@ -1,0 +1,197 @@
+"""Scenes: posed cameras, images and optional labels, GT, depth and points.
+
+Camera convention (one for the whole project, every reader converts to it):
+
+- ``world_to_camera`` is a 4x4 float64 matrix mapping world points to camera
+  coordinates in the OpenCV convention: x right, y down, z forward (the camera
+  looks along +z). NeRF/Blender (OpenGL, camera looks along -z, y up) poses are
+  converted by flipping the camera's y and z axes.
+- Intrinsics ``fx, fy, cx, cy`` in pixels. The centre of pixel (column i,
+  row j) is at continuous image coordinates (i + 0.5, j + 0.5), so a camera
+  whose principal point is the image centre has cx = W / 2, cy = H / 2
+  (the convention of COLMAP, gsplat and the official 3DGS rasteriser).
+- Downscaling by an integer factor s divides width, height, fx, fy, cx, cy by
+  s (exact for this pixel-centre convention).
+
+Images load as float32 [H, W, 3] in [0, 1]; label and GT maps as int32 [H, W];
+depth as float32 [H, W] metric z-depth (0 = unknown).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from coseg.errors import InputError
+
+Split = Literal["train", "test", "val"]
+
+IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".JPG", ".JPEG", ".PNG", ".exr", ".tif", ".tiff")
+
+
+@dataclass
+class Camera:
+    """One posed view (see module docstring for the convention)."""
+
+    name: str
+    """Image stem; labels/gt/depth files are looked up by it."""
+    image_path: Path
+    width: int
+    height: int
+    fx: float
+    fy: float
+    cx: float
+    cy: float
+    world_to_camera: np.ndarray
+    """[4, 4] float64, OpenCV convention."""
+    split: Split = "train"
+    label_path: Path | None = None
+    gt_path: Path | None = None
+    depth_path: Path | None = None
+    depth_scale: float = 1.0
+    """Metric depth = stored value * depth_scale (PNG depth in mm: 0.001)."""
+
+    def __post_init__(self) -> None:
+        self.world_to_camera = np.asarray(self.world_to_camera, np.float64)
+        if self.world_to_camera.shape != (4, 4):
+            raise InputError(f"{self.image_path}: camera pose must be 4x4, got {self.world_to_camera.shape}")
+        if not np.isfinite(self.world_to_camera).all():
+            raise InputError(f"{self.image_path}: camera pose contains NaN or inf")
+        if not (self.fx > 0 and self.fy > 0) or not np.isfinite([self.fx, self.fy, self.cx, self.cy]).all():
+            raise InputError(f"{self.image_path}: focal length must be positive and finite "
+                             f"(fx={self.fx}, fy={self.fy})")
+        if self.width <= 0 or self.height <= 0:
+            raise InputError(f"{self.image_path}: image size must be positive ({self.width}x{self.height})")
+
+    @property
+    def K(self) -> np.ndarray:
+        """[3, 3] float64 intrinsic matrix."""
+        return np.array([[self.fx, 0, self.cx], [0, self.fy, self.cy], [0, 0, 1]], np.float64)
+
+    @property
+    def camera_to_world(self) -> np.ndarray:
+        return np.linalg.inv(self.world_to_camera)
+
+    @property
+    def center(self) -> np.ndarray:
+        """[3] camera position in world coordinates."""
+        return self.camera_to_world[:3, 3].copy()
+
+    def scaled(self, factor: int) -> "Camera":
+        """This camera with the image downscaled by an integer factor."""
+        if factor == 1:
+            return self
+        return Camera(
+            name=self.name, image_path=self.image_path,
+            width=self.width // factor, height=self.height // factor,
+            fx=self.fx / factor, fy=self.fy / factor, cx=self.cx / factor, cy=self.cy / factor,
+            world_to_camera=self.world_to_camera, split=self.split,
+            label_path=self.label_path, gt_path=self.gt_path, depth_path=self.depth_path,
+            depth_scale=self.depth_scale,
+        )
+
+
+@dataclass
+class Scene:
+    """A scene folder read by a reader plugin."""
+
+    root: Path
+    format: str
+    cameras: list[Camera]
+    classes: dict[int, str] = field(default_factory=dict)
+    """Class id -> name, from classes.json (empty when absent)."""
+    points_xyz: np.ndarray | None = None
+    """[P, 3] float32 initial points (points3d.ply or COLMAP points3D), or None."""
+    points_rgb: np.ndarray | None = None
+    """[P, 3] float32 colours in [0, 1] of the initial points, or None."""
+    downscale: int = 1
+    """Images, labels and depth are resized by this integer factor on load."""
+    white_background: bool = False
+
+    # ------------------------------------------------------------ splits
+    def split(self, name: Split) -> list[Camera]:
+        return [c for c in self.cameras if c.split == name]
+
+    @property
+    def train_cameras(self) -> list[Camera]:
+        return self.split("train")
+
+    @property
+    def test_cameras(self) -> list[Camera]:
+        return self.split("test")
+
+    def camera(self, name: str) -> Camera:
+        for c in self.cameras:
+            if c.name == name:
+                return c
+        raise KeyError(name)
+
+    @property
+    def has_labels(self) -> bool:
+        return any(c.label_path is not None for c in self.cameras)
+
+    @property
+    def has_gt(self) -> bool:
+        return any(c.gt_path is not None for c in self.cameras)
+
+    def extent(self) -> float:
+        """Radius of the camera centres around their mean, times 1.1 (3DGS's scene extent)."""
+        centers = np.stack([c.center for c in self.train_cameras or self.cameras])
+        return float(np.linalg.norm(centers - centers.mean(0), axis=1).max() * 1.1) or 1.0
+
+    # ------------------------------------------------------------ loading
+    def load_image(self, cam: Camera) -> np.ndarray:
+        """[H, W, 3] float32 in [0, 1] at the camera's (downscaled) size."""
+        from coseg.io.images import read_rgb
+
+        return read_rgb(cam.image_path, (cam.height, cam.width), white_background=self.white_background)
+
+    def load_labels(self, cam: Camera) -> np.ndarray | None:
+        """[H, W] int32 raw zero-shot label ids, or None when the view has none."""
+        return self._load_ids(cam, cam.label_path)
+
+    def load_gt(self, cam: Camera) -> np.ndarray | None:
+        """[H, W] int32 ground-truth class ids, or None."""
+        return self._load_ids(cam, cam.gt_path)
+
+    def load_depth(self, cam: Camera) -> np.ndarray | None:
+        """[H, W] float32 metric z-depth (0 = unknown), or None."""
+        if cam.depth_path is None:
+            return None
+        from coseg.io.images import read_depth
+
+        return read_depth(cam.depth_path, (cam.height, cam.width), self.downscale, cam.depth_scale)
+
+    def _load_ids(self, cam: Camera, path: Path | None) -> np.ndarray | None:
+        if path is None:
+            return None
+        from coseg.io.images import read_id_map
+
+        ids = read_id_map(path, (cam.height, cam.width), self.downscale)
+        if self.classes:
+            max_id = max(self.classes)
+            bad = ids[(ids < 0) | (ids > max_id)]
+            # 255/65535 are the conventional "void" ids and are allowed.
+            bad = bad[(bad != 255) & (bad != 65535)]
+            if bad.size:
+                raise InputError(f"{path}: label id {int(bad[0])} is out of range "
+                                 f"(classes.json defines ids 0..{max_id})")
+        return ids
+
+
+def read_classes_json(path: Path) -> dict[int, str]:
+    """Read `classes.json` ({"id": "name"} or a list of names)."""
+    try:
+        raw = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise InputError(f"{path}: cannot read classes ({e})") from e
+    if isinstance(raw, list):
+        return {i: str(n) for i, n in enumerate(raw)}
+    try:
+        return {int(k): str(v) for k, v in raw.items()}
+    except (AttributeError, ValueError) as e:
+        raise InputError(f"{path}: expected {{\"id\": \"name\", ...}}") from e
