@@ -1,0 +1,79 @@
+"""Fusion decoder: shapes, ablations, gradients only into the decoder, parameter count."""
+
+import numpy as np
+import pytest
+import torch
+
+from coseg.segment.decoder import DecoderConfig, FusionDecoder, gather_fusion_inputs, learnable_params_mb
+from coseg.segment.field import IdentityField
+from coseg.segment.losses import js_loss, kl_regulariser
+from coseg.segment.randla import RandLAEncoder
+
+
+@pytest.fixture(scope="module")
+def scene():
+    rng = np.random.default_rng(0)
+    xyz = rng.uniform(-1, 1, size=(800, 3)).astype(np.float32)
+    enc = RandLAEncoder().freeze()
+    encoded = enc.encode(xyz, rng=np.random.default_rng(1))
+    feats = [torch.nn.functional.normalize(torch.randn(800, 64), dim=1) for _ in range(4)]
+    return enc, encoded, feats
+
+
+@pytest.mark.parametrize("kw", [{}, {"use_dino": False}, {"use_spatial": False}, {"single_scale": True}])
+def test_shapes_and_gradients_only_into_decoder(scene, kw):
+    enc, encoded, feats = scene
+    dec = FusionDecoder(DecoderConfig(num_classes=6, **kw))
+    out = dec(gather_fusion_inputs(encoded["hierarchy"], encoded, feats))
+    assert tuple(out["logits"].shape) == (800, 6)
+    h = encoded["hierarchy"]
+    for n, f in out["fused"].items():
+        assert f.shape[0] == len(h.xyz[n - 1])
+    assert sorted(out["fused"]) == ([1] if kw.get("single_scale") else [1, 2, 3, 4])
+    probs = torch.softmax(out["logits"], -1)
+    loss = js_loss(probs, torch.from_numpy(np.arange(800) % 6), 0.5)
+    if not kw.get("single_scale"):
+        rng = np.random.default_rng(0)
+        for n in (3, 4):
+            loss = loss + kl_regulariser(out["fused"][n], h.xyz[n - 1], 16, 4, rng)
+    loss.backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in dec.parameters())
+    assert all(p.grad is None for p in enc.parameters())
+
+
+def test_single_scale_has_no_global_path(scene):
+    _, encoded, feats = scene
+    dec = FusionDecoder(DecoderConfig(num_classes=3, single_scale=True))
+    assert list(dec.mlps) == ["1"]
+    assert dec.mlps["1"][0].in_features == 64 + 32
+
+
+def test_full_decoder_input_widths():
+    dec = FusionDecoder(DecoderConfig(num_classes=3))
+    assert dec.mlps["4"][0].in_features == 64 + 512 + 512
+    assert dec.mlps["1"][0].in_features == 64 + 32 + 64
+    nosp = FusionDecoder(DecoderConfig(num_classes=3, use_spatial=False))
+    assert nosp.mlps["4"][0].in_features == 64
+    with pytest.raises(ValueError, match="needs 2D features"):
+        FusionDecoder(DecoderConfig(num_classes=3, use_dino=False, use_spatial=False))
+
+
+def test_learnable_params_mb():
+    lin = torch.nn.Linear(1024, 256)  # 262400 parameters
+    assert learnable_params_mb(lin) == pytest.approx(262400 * 4 / 2**20)
+    lin.bias.requires_grad_(False)
+    assert learnable_params_mb(lin) == pytest.approx(262144 * 4 / 2**20)
+    assert learnable_params_mb(RandLAEncoder().freeze()) == 0.0
+
+
+def test_identity_field_baseline():
+    field = IdentityField(num_gaussians=50, num_classes=4)
+    assert tuple(field.identities.shape) == (50, 16)
+    rendered = torch.randn(8, 8, 16)
+    assert tuple(field.classify(rendered).shape) == (8, 8, 4)
+    xyz = np.random.default_rng(0).normal(size=(50, 3))
+    reg = field.regulariser(xyz, np.random.default_rng(0))
+    reg.backward()
+    assert reg.item() > 0 and field.identities.grad.abs().sum() > 0
+    lrs = [g["lr"] for g in field.param_groups()]
+    assert lrs == [2.5e-3, 5e-4]
