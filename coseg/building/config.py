@@ -1,0 +1,131 @@
+"""Settings of the Gaussian Building Stage (3DGS optimisation on the CPU).
+
+Learning rates, loss weights and densification thresholds are those of the
+official 3DGS code (Kerbl et al. 2023). The defaults of the iteration budget,
+the initial point count and the Gaussian cap are sized for a 2-core CPU (see
+docs/building.md). The densification schedule (start, stop, reset interval)
+is 3DGS's 500 / 15000 / 3000 of 30000 iterations scaled to the budget unless
+set explicitly; `resolved()` returns the concrete values that go in
+config.json.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from coseg.errors import CosegError
+
+
+@dataclass
+class BuildConfig:
+    """All settings of one building run (every field lands in config.json)."""
+
+    iterations: int = 7000
+    """Number of optimisation steps (one training view per step)."""
+    seed: int = 0
+    """Seed of numpy, torch and python RNGs (view order, init, splits)."""
+    downscale: int = 1
+    """Integer image downscale the scene is read with."""
+    backend: str = "auto"
+    """Render backend passed to coseg.render.rasterization."""
+
+    lambda_l1: float = 0.8
+    """Loss = lambda_l1 * L1 + (1 - lambda_l1) * D-SSIM (paper Sec. 3.3, 3DGS)."""
+    max_sh_degree: int = 3
+    """Highest SH degree trained and written to the PLY (0-3)."""
+    sh_interval: int = 1000
+    """One SH band is added every this many iterations."""
+
+    lr_means: float = 1.6e-4
+    """Initial position learning rate, multiplied by the scene extent."""
+    lr_means_final: float = 1.6e-6
+    """Final position learning rate (times extent); log-linear decay over the budget."""
+    lr_sh_dc: float = 2.5e-3
+    """Learning rate of the DC SH coefficients."""
+    lr_sh_rest: float = 2.5e-3 / 20
+    """Learning rate of the higher SH bands (3DGS: DC rate / 20)."""
+    lr_opacity: float = 0.05
+    """Opacity (logit) learning rate: 0.05 as in the 3DGS paper code and gsplat."""
+    lr_scales: float = 5e-3
+    """Log-scale learning rate."""
+    lr_quats: float = 1e-3
+    """Rotation (quaternion) learning rate."""
+    adam_eps: float = 1e-15
+    """Adam epsilon (3DGS)."""
+
+    init_max_points: int = 30_000
+    """Initial points are randomly subsampled to at most this many."""
+    init_random_points: int = 10_000
+    """Number of random points when no points, COLMAP points or depth exist."""
+    init_opacity: float = 0.1
+    """Opacity of the initial Gaussians."""
+    max_gaussians: int = 150_000
+    """Cap on the Gaussian count: growth stops at it (highest gradients grow first)."""
+
+    densify_start: int | None = None
+    """First densification step (None: 500/30000 of the budget)."""
+    densify_stop: int | None = None
+    """No growth or pruning after this step (None: 15000/30000 of the budget)."""
+    densify_interval: int | None = None
+    """Steps between densifications (None: 100/30000 of the budget, at least 25)."""
+    opacity_reset_interval: int | None = None
+    """Steps between opacity resets (None: 3000/30000 of the budget)."""
+    grow_grad2d: float = 2e-4
+    """Grow a Gaussian when its mean view-space gradient (3DGS NDC units) exceeds this."""
+    grow_scale3d: float = 0.01
+    """Clone if the largest scale <= this * extent, else split (3DGS percent_dense)."""
+    prune_opacity: float = 0.005
+    """Prune Gaussians whose opacity falls below this."""
+    prune_scale3d: float = 0.1
+    """After the first opacity reset, prune Gaussians larger than this * extent."""
+    prune_scale2d: float = 0.15
+    """After the first opacity reset, prune Gaussians whose screen radius exceeded
+    this fraction of max(width, height) (gsplat's rule)."""
+
+    log_every: int = 100
+    """PSNR on the held training view is computed every this many steps."""
+    checkpoint_every: int = 500
+    """A checkpoint is written every this many steps (and on stop and at the end)."""
+    keep_checkpoints: int = 2
+    """How many recent checkpoints are kept."""
+
+    def __post_init__(self) -> None:
+        if self.iterations < 1:
+            raise CosegError(f"building setting iterations={self.iterations}: must be >= 1")
+        if not 0 <= self.max_sh_degree <= 3:
+            raise CosegError(f"building setting max_sh_degree={self.max_sh_degree}: must be 0..3")
+        if not 0.0 <= self.lambda_l1 <= 1.0:
+            raise CosegError(f"building setting lambda_l1={self.lambda_l1}: must be in [0, 1]")
+        for name in ("downscale", "sh_interval", "log_every", "checkpoint_every", "keep_checkpoints",
+                     "max_gaussians", "init_max_points", "init_random_points"):
+            if getattr(self, name) < 1:
+                raise CosegError(f"building setting {name}={getattr(self, name)}: must be >= 1")
+
+    def resolved(self) -> "BuildConfig":
+        """A copy with the densification schedule filled in from the budget."""
+        frac = self.iterations / 30_000
+
+        def scaled(value: int | None, base: int, minimum: int = 1) -> int:
+            return int(value) if value is not None else max(minimum, round(base * frac))
+
+        return dataclasses.replace(
+            self,
+            densify_start=scaled(self.densify_start, 500),
+            densify_stop=scaled(self.densify_stop, 15_000),
+            densify_interval=scaled(self.densify_interval, 100, minimum=25),
+            opacity_reset_interval=scaled(self.opacity_reset_interval, 3_000),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "BuildConfig":
+        """Build from a dict (config.json's building section); unknown keys are an error."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise CosegError(f"unknown building setting(s): {', '.join(unknown)}")
+        return cls(**values)

@@ -1,0 +1,235 @@
+"""The Gaussian Building Stage training loop, as a generator of progress records.
+
+`train` optimises the Gaussians of a scene with the 3DGS recipe (see
+`coseg.building.config`) and yields one record per step. Between two steps
+it honours a stop request (a `threading.Event`): the step in progress
+finishes, a checkpoint, ``gaussians.ply`` and ``metrics.json`` are written and
+a final record with ``event == "stopped"`` is yielded. Resuming
+(``resume=True``) continues from the newest checkpoint bit-for-bit: the view
+order is a pure function of (seed, epoch), learning rates of the iteration, and
+the parameters, Adam moments, densification statistics and RNG states come
+from the checkpoint.
+
+Progress record keys: ``event`` ("step", "stopped", "done"), ``iteration``,
+``iterations``, ``loss``, ``l1``, ``ssim``, ``psnr`` (held training view, every
+``log_every`` steps and at the end, else None), ``num_gaussians``,
+``sh_degree``, ``its_per_s``, ``eta_s``, ``elapsed_s``, ``raster_s`` and
+``rest_s`` (cumulative time in rasterisation forward+backward vs everything
+else), ``raster_share``, ``densify`` (counts of the last densification).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import resource
+import threading
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+
+from coseg.building.checkpoint import (list_checkpoints, load_latest_checkpoint, restore_rng_states,
+                                      save_checkpoint)
+from coseg.building.config import BuildConfig
+from coseg.building.init import init_gaussians
+from coseg.building.losses import photometric_loss
+from coseg.building.optim import (create_optimizer, create_params, means_lr, params_to_gaussians,
+                                  set_means_lr)
+from coseg.building.strategy import DensifyStrategy
+from coseg.errors import InputError
+from coseg.run import RunDir
+from coseg.scene import Scene
+
+log = logging.getLogger(__name__)
+
+
+def check_training_scene(scene: Scene) -> None:
+    """Raise InputError unless the scene has >= 2 training views of one size."""
+    cams = scene.train_cameras
+    if len(cams) < 2:
+        raise InputError(f"{scene.root}: {len(cams)} training view(s); building needs at least 2")
+    sizes = {(c.width, c.height) for c in cams}
+    if len(sizes) > 1:
+        first = cams[0]
+        other = next(c for c in cams if (c.width, c.height) != (first.width, first.height))
+        raise InputError(f"{scene.root}: training images have mixed sizes ({first.name}: "
+                         f"{first.width}x{first.height}, {other.name}: {other.width}x{other.height}); "
+                         f"building needs one size")
+
+
+def view_index(iteration: int, n_views: int, seed: int) -> int:
+    """Training view of a 1-based iteration: a seeded permutation per epoch."""
+    epoch, pos = divmod(iteration - 1, n_views)
+    return int(np.random.default_rng([seed, epoch]).permutation(n_views)[pos])
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process in MiB (getrusage, Linux KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def render_params(params: dict[str, torch.Tensor], viewmat: torch.Tensor, K: torch.Tensor,
+                  width: int, height: int, sh_degree: int, background: torch.Tensor,
+                  backend: str) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
+    """Render raw parameters: returns (image [H, W, 3], alpha [H, W, 1], meta)."""
+    from coseg.render import rasterization
+
+    colors = torch.cat([params["sh0"], params["shN"]], dim=1)
+    return rasterization(params["means"], params["quats"], torch.exp(params["scales"]),
+                         torch.sigmoid(params["opacities"]), colors, viewmat, K, width, height,
+                         sh_degree=sh_degree, backgrounds=background, backend=backend)
+
+
+def train(scene: Scene, config: BuildConfig, run_dir: str | Path | RunDir,
+          stop_event: threading.Event | None = None, *, resume: bool = False
+          ) -> Iterator[dict[str, Any]]:
+    """Optimise Gaussians for `scene`, yielding one progress record per step.
+
+    Args:
+        scene: the scene (>= 2 training views of one size).
+        config: building settings (ignored on resume: the checkpoint's are used).
+        run_dir: run folder; config.json is written (or its building section
+            replaced) before the first step.
+        stop_event: when set, training stops after the current step with a checkpoint.
+        resume: continue from the newest checkpoint in the run folder.
+
+    Yields:
+        Progress records (see module docstring).
+    """
+    from coseg.io.ply import write_gaussians_ply
+    from coseg.render import camera_tensors
+
+    check_training_scene(scene)
+    run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
+    extent = scene.extent()
+    ckpt = None
+    if resume:
+        run = RunDir.open(run.path)
+        ckpt = load_latest_checkpoint(run.checkpoints_dir)
+        config = BuildConfig.from_dict(ckpt["extra"]["config"])
+        extent = ckpt["extra"]["extent"]
+    elif run.config_path.exists():
+        run = RunDir.open(run.path)
+    else:
+        run = RunDir.create(run.path, scene.root, config.downscale)
+    if ckpt is None:
+        for _, stale in list_checkpoints(run.checkpoints_dir):
+            stale.unlink()
+    config = config.resolved()
+    strategy = DensifyStrategy.from_config(config)
+
+    random.seed(config.seed)
+    np.random.seed(config.seed)
+    torch.manual_seed(config.seed)
+    if ckpt is None:
+        gaussians, init_report = init_gaussians(scene, config, extent)
+        params = create_params(gaussians, config.max_sh_degree)
+        optimizer = create_optimizer(params, config, extent)
+        state = strategy.initialize_state(len(gaussians))
+        start, elapsed0, raster0, rest0 = 0, 0.0, 0.0, 0.0
+        run.update_config("building", {"source": "train", "settings": config.to_dict(),
+                                       "extent": extent, "init": init_report})
+    else:
+        params = {k: torch.nn.Parameter(v) for k, v in ckpt["params"].items()}
+        optimizer = create_optimizer(params, config, extent)
+        optimizer.load_state_dict(ckpt["optimizer"])
+        state = ckpt["strategy_state"]
+        restore_rng_states(ckpt["rng"])
+        start = ckpt["iteration"]
+        elapsed0, raster0, rest0 = (ckpt["extra"][k] for k in ("elapsed_s", "raster_s", "rest_s"))
+        log.info("resuming %s from iteration %d", run.path, start)
+
+    cams = scene.train_cameras
+    width, height = cams[0].width, cams[0].height
+    images = [torch.from_numpy(scene.load_image(c)) for c in cams]
+    cam_tensors = [camera_tensors(c) for c in cams]
+    background = torch.ones(3) if scene.white_background else torch.zeros(3)
+    held = 0
+
+    def held_psnr() -> float:
+        with torch.no_grad():
+            img, _, _ = render_params(params, *cam_tensors[held], width, height,
+                                      min(sh_degree, config.max_sh_degree), background, config.backend)
+            mse = torch.mean((img.clamp(0, 1) - images[held]) ** 2).item()
+        return float(-10.0 * np.log10(max(mse, 1e-12)))
+
+    def save(iteration: int) -> None:
+        extra = {"config": config.to_dict(), "extent": extent, "elapsed_s": elapsed,
+                 "raster_s": raster_s, "rest_s": rest_s}
+        save_checkpoint(run.checkpoints_dir, iteration, params, optimizer, state, extra,
+                        keep=config.keep_checkpoints)
+
+    elapsed, raster_s, rest_s = elapsed0, raster0, rest0
+    recent: deque[float] = deque(maxlen=50)
+    densify: dict[str, int] = {}
+    iteration = start
+    sh_degree = min(max(start - 1, 0) // config.sh_interval, config.max_sh_degree)
+    record: dict[str, Any] = {}
+    stopped = False
+    for iteration in range(start + 1, config.iterations + 1):
+        t_start = time.perf_counter()
+        sh_degree = min((iteration - 1) // config.sh_interval, config.max_sh_degree)
+        set_means_lr(optimizer, means_lr(iteration, config, extent))
+        idx = view_index(iteration, len(cams), config.seed)
+
+        t0 = time.perf_counter()
+        img, _, meta = render_params(params, *cam_tensors[idx], width, height, sh_degree,
+                                     background, config.backend)
+        t_raster = time.perf_counter() - t0
+        info = {**meta, "width": width, "height": height}
+        loss, l1_value, ssim_value = photometric_loss(img, images[idx], config.lambda_l1)
+        strategy.step_pre_backward(params, optimizer, state, iteration, info)
+        grad_at: list[float] = []
+        img.register_hook(lambda g: grad_at.append(time.perf_counter()))
+        loss.backward()
+        t_back_end = time.perf_counter()
+        t_raster += t_back_end - (grad_at[0] if grad_at else t_back_end)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        changed = strategy.step_post_backward(params, optimizer, state, iteration, info, extent)
+        if any(changed.values()):
+            densify = changed
+            log.debug("iteration %d: %s, %d Gaussians", iteration, changed, params["means"].shape[0])
+
+        step_s = time.perf_counter() - t_start
+        elapsed += step_s
+        raster_s += t_raster
+        rest_s += step_s - t_raster
+        recent.append(step_s)
+        its = len(recent) / sum(recent)
+        if iteration % config.checkpoint_every == 0:
+            save(iteration)
+        stopped = stop_event is not None and stop_event.is_set() and iteration < config.iterations
+        final = stopped or iteration == config.iterations
+        record = {
+            "event": "step", "iteration": iteration, "iterations": config.iterations,
+            "loss": loss.item(), "l1": l1_value.item(), "ssim": ssim_value.item(),
+            "psnr": held_psnr() if (iteration % config.log_every == 0 or final) else None,
+            "num_gaussians": int(params["means"].shape[0]), "sh_degree": sh_degree,
+            "its_per_s": its, "eta_s": (config.iterations - iteration) / its, "elapsed_s": elapsed,
+            "raster_s": raster_s, "rest_s": rest_s,
+            "raster_share": raster_s / max(raster_s + rest_s, 1e-9), "densify": densify,
+        }
+        if final:
+            break
+        yield record
+
+    if iteration % config.checkpoint_every != 0 and iteration > start:
+        save(iteration)
+    gaussians = params_to_gaussians(params)
+    write_gaussians_ply(gaussians, run.gaussians_path)
+    summary = {
+        "completed": not stopped and iteration >= config.iterations, "iterations": iteration,
+        "num_gaussians": len(gaussians), "train_time_s": elapsed, "raster_s": raster_s,
+        "rest_s": rest_s, "raster_share": raster_s / max(raster_s + rest_s, 1e-9),
+        "its_per_s": iteration / max(elapsed, 1e-9), "peak_rss_mb_train": peak_rss_mb(),
+        "train_view_psnr": record.get("psnr"),
+    }
+    run.update_metrics("building", summary)
+    log.info("%s after %d iterations: %d Gaussians, %.1f s; wrote %s",
+             "stopped" if stopped else "finished", iteration, len(gaussians), elapsed, run.gaussians_path)
+    yield {**record, "event": "stopped" if stopped else "done", "summary": summary}
