@@ -90,7 +90,7 @@ def read_ply_header(path: str | os.PathLike) -> PlyHeader:
         raise InputError(f"{path}: not a PLY file (it does not start with 'ply')")
     end = head.find(b"end_header")
     if end < 0:
-        raise InputError(f"{path}: PLY header has no end_header line (not a PLY or truncated)")
+        raise InputError(f"{path}: truncated PLY header (no end_header line)")
     nl = head.find(b"\n", end)
     if nl < 0:
         raise InputError(f"{path}: truncated PLY file (nothing after end_header)")
@@ -252,3 +252,157 @@ def write_point_cloud(path: str | os.PathLike, xyz: np.ndarray, rgb: np.ndarray 
         for i, c in enumerate(("red", "green", "blue")):
             v[c] = rgb8[:, i]
     write_vertices(path, v)
+
+
+# ------------------------------------------------------------ 3DGS Gaussian PLY
+_NORMALS = ("nx", "ny", "nz")
+_DC = ("f_dc_0", "f_dc_1", "f_dc_2")
+_SCALES = ("scale_0", "scale_1", "scale_2")
+_ROTS = ("rot_0", "rot_1", "rot_2", "rot_3")
+_REST_COUNTS = {0: 0, 9: 1, 24: 2, 45: 3}  # f_rest count -> SH degree
+_RGB = ("red", "green", "blue")
+
+
+def _inria_names(rest_count: int) -> list[str]:
+    """The official 3DGS property order for `rest_count` f_rest properties."""
+    return ["x", "y", "z", *_NORMALS, *_DC, *(f"f_rest_{i}" for i in range(rest_count)),
+            "opacity", *_SCALES, *_ROTS]
+
+
+def _float_block(v: np.ndarray, names: list[str]) -> np.ndarray:
+    """Columns `names` of structured array `v` as a float32 array [N, len(names)].
+
+    When the columns are consecutive native float32 fields (every 3DGS writer
+    lays them out so) they are copied as one strided block; otherwise field by
+    field with conversion (e.g. from double).
+    """
+    dt = v.dtype
+    start = dt.fields[names[0]][1]
+    if all(dt[n] == np.float32 and dt.fields[n][1] == start + 4 * i for i, n in enumerate(names)):
+        rows = v.view(np.uint8).reshape(len(v), dt.itemsize)
+        return np.ascontiguousarray(rows[:, start:start + 4 * len(names)]).view(np.float32)
+    out = np.empty((len(v), len(names)), np.float32)
+    for i, n in enumerate(names):
+        out[:, i] = v[n]
+    return out
+
+
+def _missing_message(path: Path, names: tuple[str, ...], missing: list[str]) -> str:
+    if "packed_position" in names:
+        return (f"{path}: compressed (PlayCanvas/SuperSplat) PLY is not supported; "
+                "decompress it to a standard 3DGS PLY first")
+    shown = ", ".join(missing[:8]) + (", ..." if len(missing) > 8 else "")
+    hint = " (it looks like a plain point cloud)" if "opacity" not in names else ""
+    return f"{path}: not a 3DGS PLY{hint}: missing vertex properties {shown}"
+
+
+def read_gaussians_ply(path: str | os.PathLike):
+    """Read a 3D Gaussian Splatting PLY by property name.
+
+    Accepts the files of the official 3DGS code, gsplat and nerfstudio: any
+    property order, normals optional (ignored), float or double properties,
+    binary (either byte order) or ascii. A file without ``f_dc_*`` but with
+    ``red green blue`` (nerfstudio's rgb colour mode) gets its DC from the colours.
+    The SH degree (0-3) follows from the f_rest count (0, 9, 24, 45; channel-major:
+    ``f_rest_{c*K + k}`` is ``sh_rest[:, k, c]``). An optional ``segment``
+    property gives `Gaussians.segments`; every other property we do not
+    interpret is kept, with its type and order, in `Gaussians.extra`. Values are
+    read as they are (NaN included); see `Gaussians.check_finite`.
+
+    Returns:
+        coseg.gaussians.Gaussians.
+
+    Raises:
+        InputError: not a PLY, truncated, not a 3DGS PLY or a bad f_rest count.
+    """
+    from coseg.gaussians import Gaussians, rgb_to_sh_dc
+
+    path = Path(path)
+    v = read_vertices(path)
+    names = v.dtype.names or ()
+    colour_from_rgb = not all(n in names for n in _DC) and all(n in names for n in _RGB)
+    required = ["x", "y", "z", *([] if colour_from_rgb else _DC), "opacity", *_SCALES, *_ROTS]
+    missing = [n for n in required if n not in names]
+    if missing:
+        raise InputError(_missing_message(path, names, missing))
+    rest = [n for n in names if n.startswith("f_rest_")]
+    if len(rest) not in _REST_COUNTS:
+        raise InputError(f"{path}: {len(rest)} f_rest properties is not an SH degree 0-3 layout "
+                         "(expected 0, 9, 24 or 45)")
+    expected_rest = [f"f_rest_{i}" for i in range(len(rest))]
+    if sorted(rest) != sorted(expected_rest):
+        raise InputError(f"{path}: f_rest properties are not numbered f_rest_0..f_rest_{len(rest) - 1}")
+    k = len(rest) // 3
+    if colour_from_rgb:
+        dc = rgb_to_sh_dc(_float_block(v, list(_RGB)) / np.float32(_colour_scale(v.dtype["red"])))
+    else:
+        dc = _float_block(v, list(_DC))
+    sh_rest = (_float_block(v, expected_rest).reshape(len(v), 3, k).transpose(0, 2, 1).copy()
+               if k else np.zeros((len(v), 0, 3), np.float32))
+    interpreted = {"x", "y", "z", *_NORMALS, *_DC, *expected_rest, "opacity", *_SCALES, *_ROTS,
+                   "segment", *(_RGB if colour_from_rgb else ())}
+    return Gaussians(
+        means=_float_block(v, ["x", "y", "z"]),
+        quats=_float_block(v, list(_ROTS)),
+        log_scales=_float_block(v, list(_SCALES)),
+        opacity_logits=_float_block(v, ["opacity"])[:, 0].copy(),
+        sh_dc=dc,
+        sh_rest=sh_rest,
+        segments=_read_segments(path, v) if "segment" in names else None,
+        extra={n: np.ascontiguousarray(v[n]) for n in names if n not in interpreted},
+    )
+
+
+def _colour_scale(dtype: np.dtype) -> float:
+    return float(np.iinfo(dtype).max) if dtype.kind in "iu" else 1.0
+
+
+def _read_segments(path: Path, v: np.ndarray) -> np.ndarray:
+    seg = v["segment"]
+    if seg.dtype.kind == "f":
+        if not (np.isfinite(seg).all() and (seg == np.round(seg)).all()):
+            raise InputError(f"{path}: the segment property holds non-integer values")
+    return seg.astype(np.int32)
+
+
+def write_gaussians_ply(gaussians, path: str | os.PathLike, *, layout: str = "inria",
+                        with_segments: bool = True) -> None:
+    """Write Gaussians as a binary little-endian 3DGS PLY, atomically.
+
+    Args:
+        gaussians: coseg.gaussians.Gaussians.
+        path: destination.
+        layout: "inria" writes the official property set and order (normals as
+            zeros) followed by ``segment`` (int32, when present and
+            `with_segments`) and the `extra` properties in their order; "plain"
+            writes exactly the official property set, for viewers that reject
+            anything else.
+        with_segments: write the ``segment`` property (inria layout only).
+    """
+    if layout not in ("inria", "plain"):
+        raise ValueError(f"unknown PLY layout {layout!r} (use 'inria' or 'plain')")
+    g = gaussians
+    n, k = len(g), g.sh_rest.shape[1]
+    core_names = _inria_names(3 * k)
+    core = np.concatenate([
+        g.means, np.zeros((n, 3), np.float32), g.sh_dc,
+        g.sh_rest.transpose(0, 2, 1).reshape(n, 3 * k), g.opacity_logits[:, None],
+        g.log_scales, g.quats], axis=1, dtype=np.float32)
+    fields = [(name, "<f4") for name in core_names]
+    tail: dict[str, np.ndarray] = {}
+    if layout == "inria":
+        if with_segments and g.segments is not None:
+            tail["segment"] = np.asarray(g.segments).astype("<i4")
+        for name, values in g.extra.items():
+            if name in core_names or name in tail:
+                raise ValueError(f"Gaussians.extra[{name!r}] clashes with a 3DGS property name")
+            values = np.asarray(values)
+            tail[name] = values if values.dtype.str[1:] in _PLY_NAMES else values.astype(np.float32)
+    fields += [(name, "<" + a.dtype.str[1:]) for name, a in tail.items()]
+    out = np.empty(n, dtype=fields)
+    rows = out.view(np.uint8).reshape(n, out.dtype.itemsize)
+    rows[:, :4 * len(core_names)] = np.ascontiguousarray(core).view(np.uint8).reshape(n, 4 * len(core_names))
+    for name, values in tail.items():
+        out[name] = values
+    write_vertices(path, out)
+    log.debug("wrote %d Gaussians (SH degree %d, %s layout) to %s", n, g.sh_degree, layout, path)
