@@ -6,7 +6,7 @@ import torch
 
 from coseg.segment.decoder import DecoderConfig, FusionDecoder, gather_fusion_inputs, learnable_params_mb
 from coseg.segment.field import IdentityField
-from coseg.segment.losses import js_loss, kl_regulariser
+from coseg.segment.losses import CoSegLossConfig, coseg_loss, js_loss, kl_regulariser
 from coseg.segment.randla import RandLAEncoder
 
 
@@ -39,6 +39,21 @@ def test_shapes_and_gradients_only_into_decoder(scene, kw):
     loss.backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in dec.parameters())
     assert all(p.grad is None for p in enc.parameters())
+
+
+def test_coseg_loss_combines_pixel_and_regulariser(scene):
+    _, encoded, feats = scene
+    dec = FusionDecoder(DecoderConfig(num_classes=4))
+    out = dec(gather_fusion_inputs(encoded["hierarchy"], encoded, feats))
+    probs = torch.softmax(out["logits"], -1)
+    labels = torch.from_numpy(np.arange(800) % 4)
+    xyz = encoded["hierarchy"].xyz
+    total, parts = coseg_loss(probs, labels, out["fused"], xyz, CoSegLossConfig(), np.random.default_rng(0))
+    assert total.item() == pytest.approx(0.8 * parts["pix"] + 0.2 * parts["reg"], rel=1e-5)
+    assert parts["reg"] > 0
+    ce, _ = coseg_loss(probs, labels, out["fused"], xyz, CoSegLossConfig(pixel_loss="ce", lambda_reg=0.0),
+                       np.random.default_rng(0))
+    assert ce.item() == pytest.approx(0.8 * -torch.log(probs[torch.arange(800), labels]).mean().item(), rel=1e-5)
 
 
 def test_single_scale_has_no_global_path(scene):

@@ -24,6 +24,7 @@ clamping of ``m``: with ``q = p_y`` (the predicted probability of the label),
 from __future__ import annotations
 
 import math
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
@@ -33,6 +34,29 @@ from coseg.segment.knn import knn_indices
 DEFAULT_PI_LABEL = 0.5
 """GJS paper: pi_label from 0.1 (clean labels) to 0.9 (heavy noise); 0.5 suits
 the moderate, view-inconsistent noise of zero-shot labels."""
+
+
+@dataclass(frozen=True)
+class CoSegLossConfig:
+    """Settings of the CoSeg loss (Eq. 10); paper values where it gives them."""
+
+    pixel_loss: str = "js"
+    """"js" (Eq. 8) or "ce" (the `--loss ce` ablation)."""
+    pi_label: float = DEFAULT_PI_LABEL
+    """Weight of the raw label in the JS loss (not in the paper)."""
+    lambda_pix: float = 0.8
+    """Weight of the pixel loss (paper)."""
+    lambda_reg: float = 0.2
+    """Weight of the 3D regulariser (paper)."""
+    reg_scales: tuple[int, ...] = (3, 4)
+    """Decoder levels whose fused features are regularised (paper: 3 and 4)."""
+    reg_samples: int = 1000
+    """M, sampled points per scale (not in the paper)."""
+    reg_k: int = 8
+    """K, neighbours per sampled point (not in the paper)."""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
 
 
 def _label_prob(probs: torch.Tensor, labels: torch.Tensor, ignore_index: int):
@@ -131,3 +155,34 @@ def kl_regulariser(features: torch.Tensor, xyz: np.ndarray, num_samples: int, k:
     logp_k = logp[torch.from_numpy(neigh)]
     kl = (logp_j.exp() * (logp_j - logp_k)).sum(-1)
     return kl.sum() / (m * k)
+
+
+def coseg_loss(probs: torch.Tensor, labels: torch.Tensor, fused: dict[int, torch.Tensor],
+               level_xyz: list[np.ndarray], config: CoSegLossConfig, rng: np.random.Generator,
+               ignore_index: int = -1) -> tuple[torch.Tensor, dict[str, float]]:
+    """The CoSeg loss of one view: lambda_pix * l_pix + lambda_reg * l_reg (Eq. 10).
+
+    Args:
+        probs: [P, C] rendered, softmaxed segmentation of the labelled pixels.
+        labels: [P] raw label ids (or `ignore_index`).
+        fused: decoder's fused features per level (1..4).
+        level_xyz: positions of the decoder's levels (``Hierarchy.xyz``, level n at n-1).
+        config: `CoSegLossConfig`.
+        rng: generator for the regulariser's sampling.
+
+    Returns:
+        (total loss, {"pix": value, "reg": value}); levels missing from `fused`
+        (the single-scale ablation) add no regulariser term.
+    """
+    if config.pixel_loss == "js":
+        pix = js_loss(probs, labels, config.pi_label, ignore_index)
+    elif config.pixel_loss == "ce":
+        pix = ce_loss(probs, labels, ignore_index)
+    else:
+        raise ValueError(f"unknown pixel loss {config.pixel_loss!r} (js or ce)")
+    reg = probs.sum() * 0.0
+    for n in config.reg_scales:
+        if n in fused:
+            reg = reg + kl_regulariser(fused[n], level_xyz[n - 1], config.reg_samples, config.reg_k, rng)
+    total = config.lambda_pix * pix + config.lambda_reg * reg
+    return total, {"pix": float(pix.detach()), "reg": float(reg.detach())}
