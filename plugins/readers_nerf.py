@@ -1,0 +1,159 @@
+"""Scene reader for NeRF/Blender and Instant-NGP `transforms*.json` folders.
+
+Layout: `transforms_train.json`, `transforms_test.json` and optionally
+`transforms_val.json` (the split is the file), or a single `transforms.json`
+(every 8th view by name is test, unless train.txt/test.txt say otherwise).
+Poses are OpenGL camera-to-world matrices and are converted to the project's
+OpenCV world-to-camera convention. Intrinsics come from `camera_angle_x`
+(and `camera_angle_y`) or Instant-NGP's `fl_x fl_y cx cy w h`, given for the
+whole file or per frame (a frame's own values win). Distortion coefficients
+must be zero: undistort the images first.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+
+import numpy as np
+
+from coseg.errors import InputError
+from coseg.readers import (check_pose, every_nth_test, finish_scene, image_size, opengl_to_opencv,
+                           resolve_image)
+from coseg.scene import Camera, Scene
+
+log = logging.getLogger(__name__)
+
+_SPLIT_FILES = (("train", "transforms_train.json"), ("test", "transforms_test.json"),
+                ("val", "transforms_val.json"))
+_DISTORTION = ("k1", "k2", "k3", "k4", "p1", "p2")
+_PINHOLE_MODELS = ("PINHOLE", "SIMPLE_PINHOLE", "OPENCV")
+
+
+class NerfReader:
+    """`transforms*.json` scenes (NeRF synthetic, Instant-NGP, nerfstudio without distortion)."""
+
+    name = "nerf"
+    layout = "NeRF/Blender (transforms_train.json + transforms_test.json, or transforms.json)"
+
+    def detect(self, path: Path) -> bool:
+        path = Path(path)
+        return (path / "transforms_train.json").is_file() or (path / "transforms.json").is_file()
+
+    def read(self, path: Path, downscale: int = 1) -> Scene:
+        root = Path(path)
+        cameras: list[Camera] = []
+        files = [(s, root / f) for s, f in _SPLIT_FILES if (root / f).is_file()]
+        if not files:
+            single = root / "transforms.json"
+            if not single.is_file():
+                raise InputError(f"{root}: no transforms_train.json or transforms.json found")
+            cameras = _read_transforms(single, "train")
+            every_nth_test(cameras)
+        else:
+            for split, file in files:
+                cameras += _read_transforms(file, split)
+        cameras = _drop_repeats(cameras)
+        _make_names_unique(cameras, root)
+        return finish_scene(root, self.name, cameras, downscale)
+
+
+def _read_transforms(path: Path, split: str) -> list[Camera]:
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise InputError(f"{path}: unreadable ({e})") from e
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise InputError(f"{path}: malformed JSON ({e})") from e
+    if not isinstance(meta, dict) or not isinstance(meta.get("frames"), list):
+        raise InputError(f"{path}: expected an object with a \"frames\" list")
+    cams = []
+    for i, frame in enumerate(meta["frames"]):
+        if not isinstance(frame, dict) or "file_path" not in frame or "transform_matrix" not in frame:
+            raise InputError(f"{path}: frame {i} lacks file_path or transform_matrix")
+        where = f"{path}: frame {i} ({frame['file_path']})"
+        image = resolve_image(path.parent, str(frame["file_path"]), f"{path.name} frame {i}")
+        try:
+            c2w = np.array(frame["transform_matrix"], dtype=np.float64)
+        except (TypeError, ValueError) as e:
+            raise InputError(f"{where}: transform_matrix is not a numeric matrix") from e
+        c2w = check_pose(c2w, where)
+        width, height, fx, fy, cx, cy = _intrinsics(meta, frame, image, where)
+        cams.append(Camera(name=image.stem, image_path=image, width=width, height=height,
+                           fx=fx, fy=fy, cx=cx, cy=cy, world_to_camera=opengl_to_opencv(c2w),
+                           split=split))
+    return cams
+
+
+def _intrinsics(meta: dict, frame: dict, image: Path, where: str) -> tuple[int, int, float, float, float, float]:
+    """(W, H, fx, fy, cx, cy) of one frame; the frame's own keys win over the file's."""
+    def get(key):
+        value = frame.get(key, meta.get(key))
+        if value is None:
+            return None
+        try:
+            return float(value)
+        except (TypeError, ValueError) as e:
+            raise InputError(f"{where}: {key} is not a number ({value!r})") from e
+
+    model = str(frame.get("camera_model", meta.get("camera_model", "PINHOLE"))).upper()
+    if model not in _PINHOLE_MODELS:
+        raise InputError(f"{where}: camera_model {model} is not supported; undistort the images to a "
+                         "pinhole camera first")
+    bad = [k for k in _DISTORTION if get(k)]
+    if bad:
+        raise InputError(f"{where}: distortion coefficients {', '.join(bad)} are not zero; "
+                         "undistort the images first (e.g. colmap image_undistorter)")
+    w, h = get("w"), get("h")
+    if w is None or h is None:
+        width, height = image_size(image)
+    else:
+        width, height = int(w), int(h)
+    source = frame if any(k in frame for k in ("fl_x", "camera_angle_x")) else meta
+    if "fl_x" in source:
+        fx = get("fl_x")
+        fy = get("fl_y") or fx
+    elif "camera_angle_x" in source:
+        fx = 0.5 * width / math.tan(0.5 * get("camera_angle_x"))
+        angle_y = get("camera_angle_y")
+        fy = 0.5 * height / math.tan(0.5 * angle_y) if angle_y else fx
+    else:
+        raise InputError(f"{where}: no intrinsics (expected camera_angle_x or fl_x)")
+    cx, cy = get("cx"), get("cy")
+    return (width, height, fx, fy, width / 2.0 if cx is None else cx, height / 2.0 if cy is None else cy)
+
+
+def _drop_repeats(cameras: list[Camera]) -> list[Camera]:
+    """Keep the first occurrence of an image listed in several files (e.g. test and val)."""
+    seen: set[Path] = set()
+    kept = []
+    for cam in cameras:
+        if cam.image_path in seen:
+            log.info("%s is listed again for split %s; keeping its first split", cam.image_path, cam.split)
+            continue
+        seen.add(cam.image_path)
+        kept.append(cam)
+    return kept
+
+
+def _make_names_unique(cameras: list[Camera], root: Path) -> None:
+    """Name views by their path below the scene folder (no extension) if stems collide.
+
+    NeRF synthetic scenes reuse stems across splits (train/r_0.png, test/r_0.png);
+    labels, GT and split files then refer to views as e.g. `train/r_0`.
+    """
+    stems = [c.name for c in cameras]
+    if len(set(stems)) == len(stems):
+        return
+    for cam in cameras:
+        try:
+            cam.name = cam.image_path.relative_to(root).with_suffix("").as_posix()
+        except ValueError:
+            cam.name = cam.image_path.with_suffix("").as_posix()
+
+
+def register(registry) -> None:
+    """Add the NeRF/Blender scene reader."""
+    registry.add("scene_reader", NerfReader.name, NerfReader())
