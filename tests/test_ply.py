@@ -120,6 +120,14 @@ def test_point_cloud_errors(tmp_path):
         read_point_cloud(tmp_path / "b.ply")
     with pytest.raises(InputError, match="missing.ply"):
         read_point_cloud(tmp_path / "missing.ply")
+    (tmp_path / "d.ply").write_bytes(b"ply\nformat ascii 1.0\nelement vertex 1\nproperty float x\n"
+                                     b"property float x\nend_header\n1 2\n")
+    with pytest.raises(InputError, match="d.ply: PLY property 'x' appears twice"):
+        read_point_cloud(tmp_path / "d.ply")
+    (tmp_path / "e.ply").write_bytes(b"ply\nformat binary_little_endian 1.0\nelement vertex 1\n"
+                                     b"property quad x\nend_header\n")
+    with pytest.raises(InputError, match="e.ply: malformed PLY header line 'property quad x'"):
+        read_point_cloud(tmp_path / "e.ply")
 
 
 # --------------------------------------------------------------- Gaussian PLY

@@ -119,6 +119,10 @@ def read_ply_header(path: str | os.PathLike) -> PlyHeader:
                 elements[-1].properties.append((words[2], PLY_TYPES[words[1]]))
             else:
                 raise bad
+            names = [n for n, _ in elements[-1].properties]
+            if names.count(names[-1]) > 1:
+                raise InputError(f"{path}: PLY property {names[-1]!r} appears twice in element "
+                                 f"{elements[-1].name!r}")
         else:
             raise bad
     if byte_order is None:
@@ -176,19 +180,16 @@ def _read_ascii_vertices(path: Path, header: PlyHeader, vertex: PlyElement, skip
     return out
 
 
-def write_vertices(path: str | os.PathLike, vertices: np.ndarray, comments: list[str] = ()) -> None:
+def write_vertices(path: str | os.PathLike, vertices: np.ndarray) -> None:
     """Write a structured array [N] as the vertex element of a binary little-endian PLY.
 
     Args:
         path: destination, written atomically.
         vertices: structured array whose fields are PLY scalar types.
-        comments: header comment lines.
     """
     fields = vertices.dtype.names or ()
     le = np.dtype([(n, "<" + vertices.dtype[n].str[1:]) for n in fields])
-    lines = ["ply", "format binary_little_endian 1.0"]
-    lines += [f"comment {c}" for c in comments]
-    lines.append(f"element vertex {len(vertices)}")
+    lines = ["ply", "format binary_little_endian 1.0", f"element vertex {len(vertices)}"]
     for n in fields:
         code = le[n].str[1:]
         if code not in _PLY_NAMES:
@@ -198,7 +199,7 @@ def write_vertices(path: str | os.PathLike, vertices: np.ndarray, comments: list
     body = np.ascontiguousarray(vertices.astype(le, copy=False))
     with atomic_open(path, "wb") as f:
         f.write(("\n".join(lines) + "\n").encode("ascii"))
-        f.write(body.tobytes())
+        f.write(body.view(np.uint8))
 
 
 # ---------------------------------------------------------------- point clouds
@@ -273,14 +274,15 @@ def _float_block(v: np.ndarray, names: list[str]) -> np.ndarray:
     """Columns `names` of structured array `v` as a float32 array [N, len(names)].
 
     When the columns are consecutive native float32 fields (every 3DGS writer
-    lays them out so) they are copied as one strided block; otherwise field by
-    field with conversion (e.g. from double).
+    lays them out so) the result is a strided view into `v`, to be copied once
+    by the caller; otherwise a new array filled field by field with conversion
+    (e.g. from double).
     """
     dt = v.dtype
     start = dt.fields[names[0]][1]
     if all(dt[n] == np.float32 and dt.fields[n][1] == start + 4 * i for i, n in enumerate(names)):
         rows = v.view(np.uint8).reshape(len(v), dt.itemsize)
-        return np.ascontiguousarray(rows[:, start:start + 4 * len(names)]).view(np.float32)
+        return rows[:, start:start + 4 * len(names)].view(np.float32)
     out = np.empty((len(v), len(names)), np.float32)
     for i, n in enumerate(names):
         out[:, i] = v[n]
@@ -336,16 +338,16 @@ def read_gaussians_ply(path: str | os.PathLike):
     if colour_from_rgb:
         dc = rgb_to_sh_dc(_float_block(v, list(_RGB)) / np.float32(_colour_scale(v.dtype["red"])))
     else:
-        dc = _float_block(v, list(_DC))
-    sh_rest = (_float_block(v, expected_rest).reshape(len(v), 3, k).transpose(0, 2, 1).copy()
+        dc = np.ascontiguousarray(_float_block(v, list(_DC)))
+    sh_rest = (np.ascontiguousarray(_float_block(v, expected_rest).reshape(len(v), 3, k).transpose(0, 2, 1))
                if k else np.zeros((len(v), 0, 3), np.float32))
     interpreted = {"x", "y", "z", *_NORMALS, *_DC, *expected_rest, "opacity", *_SCALES, *_ROTS,
                    "segment", *(_RGB if colour_from_rgb else ())}
     return Gaussians(
-        means=_float_block(v, ["x", "y", "z"]),
-        quats=_float_block(v, list(_ROTS)),
-        log_scales=_float_block(v, list(_SCALES)),
-        opacity_logits=_float_block(v, ["opacity"])[:, 0].copy(),
+        means=np.ascontiguousarray(_float_block(v, ["x", "y", "z"])),
+        quats=np.ascontiguousarray(_float_block(v, list(_ROTS))),
+        log_scales=np.ascontiguousarray(_float_block(v, list(_SCALES))),
+        opacity_logits=np.ascontiguousarray(_float_block(v, ["opacity"])[:, 0]),
         sh_dc=dc,
         sh_rest=sh_rest,
         segments=_read_segments(path, v) if "segment" in names else None,
