@@ -146,6 +146,10 @@ def test_gaussian_round_trip_is_bit_exact_with_segments_and_extras(tmp_path):
     assert a.read_bytes() == b.read_bytes()
     props = [p for p, _ in read_ply_header(a).element("vertex").properties]
     assert props == _official_names(45) + ["segment", "zeta", "alpha_id", "w64"]
+    v = PlyData.read(str(a))["vertex"]   # an independent parser agrees on types and values
+    assert v["segment"].dtype == np.int32 and v["alpha_id"].dtype == np.uint8
+    np.testing.assert_array_equal(v["segment"], g.segments)
+    np.testing.assert_array_equal(v["f_rest_44"], g.sh_rest[:, 14, 2])
     with pytest.raises(ValueError, match="sh_dc"):  # NaN is read as is; callers check
         g2.check_finite()
 
@@ -220,10 +224,24 @@ def test_gsplat_and_nerfstudio_variants(tmp_path):
     np.testing.assert_allclose(sh_dc_to_rgb(g3.sh_dc)[:, 1], rgb8 / 255.0, atol=1e-6)
 
 
-def test_ascii_gaussian_ply_is_accepted(tmp_path):
+def test_ascii_and_big_endian_gaussian_plys_are_accepted(tmp_path):
     g = _random_gaussians(n=4, degree=1, segments=False)
     _plyfile_write(tmp_path / "a.ply", _inria_arrays(g), text=True)
     _assert_same(g, read_gaussians_ply(tmp_path / "a.ply"), segments=False)
+    _plyfile_write(tmp_path / "be.ply", _inria_arrays(g), byte_order=">")
+    _assert_same(g, read_gaussians_ply(tmp_path / "be.ply"), segments=False)
+    lines = (tmp_path / "a.ply").read_bytes().splitlines(keepends=True)
+    (tmp_path / "short.ply").write_bytes(b"".join(lines[:-1]))
+    with pytest.raises(InputError, match="short.ply: truncated or malformed ascii PLY"):
+        read_gaussians_ply(tmp_path / "short.ply")
+
+
+def test_non_integer_float_segments_are_rejected(tmp_path):
+    cols = _inria_arrays(_random_gaussians(n=3, degree=0))
+    cols["segment"] = np.array([1.0, 2.5, 3.0], np.float32)
+    _plyfile_write(tmp_path / "s.ply", cols)
+    with pytest.raises(InputError, match="s.ply: the segment property holds non-integer values"):
+        read_gaussians_ply(tmp_path / "s.ply")
 
 
 def test_gaussian_ply_errors(tmp_path):
