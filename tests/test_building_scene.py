@@ -55,6 +55,25 @@ def make_scene(root: Path, n_views: int = 8, width: int = 64, height: int = 48, 
                  points_rgb=rgb.astype(np.float32) if with_points else None)
 
 
+def write_nerf_folder(scene: Scene) -> Path:
+    """Write transforms_{train,test}.json and points3d.ply beside the scene's images; returns the root."""
+    import json
+
+    from coseg.io.ply import write_point_cloud
+
+    flip = np.diag([1.0, -1.0, -1.0, 1.0])  # OpenCV camera axes -> OpenGL
+    for split in ("train", "test"):
+        frames = [{"file_path": c.image_path.name, "transform_matrix": (c.camera_to_world @ flip).tolist()}
+                  for c in scene.split(split)]
+        cam = scene.cameras[0]
+        meta = {"fl_x": cam.fx, "fl_y": cam.fy, "cx": cam.cx, "cy": cam.cy, "w": cam.width,
+                "h": cam.height, "frames": frames}
+        (scene.root / f"transforms_{split}.json").write_text(json.dumps(meta))
+    if scene.points_xyz is not None:
+        write_point_cloud(scene.root / "points3d.ply", scene.points_xyz, scene.points_rgb)
+    return scene.root
+
+
 def _splat(xyz: np.ndarray, rgb: np.ndarray, cam: Camera, radius: float = 2.5) -> np.ndarray:
     t = xyz @ cam.world_to_camera[:3, :3].T + cam.world_to_camera[:3, 3]
     u = cam.fx * t[:, 0] / t[:, 2] + cam.cx

@@ -168,7 +168,8 @@ def train(scene: Scene, config: BuildConfig, run_dir: str | Path | RunDir,
     densify: dict[str, int] = {}
     iteration = start
     sh_degree = min(max(start - 1, 0) // config.sh_interval, config.max_sh_degree)
-    record: dict[str, Any] = {}
+    record: dict[str, Any] = {"event": "step", "iteration": start, "iterations": config.iterations,
+                              "loss": None, "psnr": None, "num_gaussians": int(params["means"].shape[0])}
     stopped = False
     for iteration in range(start + 1, config.iterations + 1):
         t_start = time.perf_counter()
