@@ -251,14 +251,31 @@ def _read_images_bin(path: Path) -> list[ColmapImage]:
     return images
 
 
+_POINT_RECORD = np.dtype([("id", "<u8"), ("xyz", "<f8", 3), ("rgb", "u1", 3), ("error", "<f8"),
+                          ("track_length", "<u8")])
+
+
 def _read_points_bin(path: Path) -> tuple[np.ndarray, np.ndarray]:
     r = _Bytes(path)
-    n = r.count(51)
+    n = r.count(_POINT_RECORD.itemsize)
+    # Records have variable-length tracks: walk the track lengths to find each
+    # record's start, then decode all fixed-size headers at once.
+    starts = np.empty(n, np.int64)
+    pos, size, length_at = r.pos, _POINT_RECORD.itemsize, _POINT_RECORD.fields["track_length"][1]
+    unpack, data = struct.Struct("<Q").unpack_from, r.data
+    for i in range(n):
+        if pos + size > len(data):
+            raise InputError(f"{path}: file is truncated (point {i} of {n} is incomplete)")
+        starts[i] = pos
+        pos += size + 8 * unpack(data, pos + length_at)[0]
+    if pos > len(data):
+        raise InputError(f"{path}: file is truncated (the last point's track is incomplete)")
+    raw = np.frombuffer(data, np.uint8)
     xyz = np.empty((n, 3), np.float32)
     rgb = np.empty((n, 3), np.float32)
-    for i in range(n):
-        _, x, y, z, red, green, blue, _err, track = r.take("Q3d3BdQ")
-        xyz[i] = (x, y, z)
-        rgb[i] = (red, green, blue)
-        r.skip(8 * track)  # (image id, point2D index) int32 pairs
+    for a in range(0, n, 1 << 16):  # bounded memory for the byte gather
+        chunk = starts[a:a + (1 << 16)]
+        records = raw[chunk[:, None] + np.arange(size)].view(_POINT_RECORD).reshape(len(chunk))
+        xyz[a:a + len(chunk)] = records["xyz"]
+        rgb[a:a + len(chunk)] = records["rgb"]
     return xyz, rgb / 255.0
