@@ -1,0 +1,165 @@
+"""GPU Gaussian splatting with vispy gloo: buffers, draw order, offscreen frames.
+
+Every Gaussian is one point sprite: a screen-aligned square of side 2r around
+its projected mean, r = ceil(3 sqrt(lambda_max)) of the projected covariance,
+which is exactly the quad the 3DGS rasteriser covers. One vertex per Gaussian
+(instead of four for a quad; vispy's default desktop GL binding has no
+instancing) matters on Mesa llvmpipe, whose vertex stage is single-threaded.
+Simplification: r is capped at half the GL's largest point size (255 px on
+llvmpipe, so r <= 127 px); a Gaussian wider than that on screen loses the
+tail beyond the cap (only visible very close up).
+
+The draw order is an index buffer (one uint32 per Gaussian) replaced after
+every depth sort. Attributes that change often have their own buffers:
+`a_state` (selection / hidden) and `a_alt` (segment or feature colours), so a
+selection or recolour uploads N floats, not the model.
+
+Shaders are in `resources/shaders/splat.{vert,frag}`; see them for the maths.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from vispy import gloo
+
+from coseg.gaussians import Gaussians
+from coseg.sort import covariances_upper
+
+SHADER_DIR = Path(__file__).resolve().parents[2] / "resources" / "shaders"
+MODES = {"rgb": 0.0, "segmentation": 1.0, "overlay": 2.0, "depth": 3.0, "features": 4.0}
+STATE_SELECTED, STATE_HIDDEN = 1.0, 2.0
+
+
+def load_shader(name: str) -> str:
+    return (SHADER_DIR / name).read_text()
+
+
+def _per_vertex(arr: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(arr, np.float32)
+
+
+@dataclass
+class FrameParams:
+    """Everything one frame needs besides the buffers."""
+
+    viewmat: np.ndarray
+    """[4, 4] world-to-camera (OpenCV)."""
+    focal: tuple[float, float, float, float]
+    """fx, fy, cx, cy in pixels of the target size."""
+    size: tuple[int, int]
+    """width, height in pixels."""
+    mode: str = "rgb"
+    highlight: bool = False
+    background: tuple[float, float, float] = (0.0, 0.0, 0.0)
+
+
+class SplatRenderer:
+    """The splatting program and its buffers; needs a current GL context."""
+
+    def __init__(self) -> None:
+        self.program = gloo.Program(load_shader("splat.vert"), load_shader("splat.frag"))
+        self.count = 0
+        self.index: gloo.IndexBuffer | None = None
+        self.depth_range = (0.1, 10.0)
+        self.max_radius = float(np.floor(gloo.gl.glGetParameter(gloo.gl.GL_ALIASED_POINT_SIZE_RANGE)[1] / 2))
+        self._blit = gloo.Program(load_shader("blit.vert"), load_shader("blit.frag"))
+        self._blit["a_position"] = np.array([[-1, -1], [1, -1], [-1, 1], [1, 1]], np.float32)
+        self._fbo: gloo.FrameBuffer | None = None
+        self._fbo_tex: gloo.Texture2D | None = None
+
+    # ------------------------------------------------------------ buffers
+    def set_gaussians(self, gaussians: Gaussians, alt_colors: np.ndarray) -> None:
+        """Upload a whole model (once per model change).
+
+        Args:
+            gaussians: N Gaussians.
+            alt_colors: [N, 3] float32 segment (or feature) colours in [0, 1].
+        """
+        n = len(gaussians)
+        self.count = n
+        if n == 0:
+            self.index = None
+            return
+        cov = covariances_upper(gaussians)
+        p = self.program
+        p["a_mean"] = gloo.VertexBuffer(_per_vertex(gaussians.means))
+        p["a_cov_a"] = gloo.VertexBuffer(_per_vertex(cov[:, :3]))
+        p["a_cov_b"] = gloo.VertexBuffer(_per_vertex(cov[:, 3:]))
+        p["a_rgb"] = gloo.VertexBuffer(_per_vertex(gaussians.colors))
+        p["a_opacity"] = gloo.VertexBuffer(_per_vertex(gaussians.opacities[:, None]))
+        self._alt = gloo.VertexBuffer(_per_vertex(alt_colors))
+        self._state = gloo.VertexBuffer(np.zeros((n, 1), np.float32))
+        p["a_alt"] = self._alt
+        p["a_state"] = self._state
+        self.index = gloo.IndexBuffer(np.arange(n, dtype=np.uint32))
+
+    def set_alt_colors(self, colors: np.ndarray) -> None:
+        """[N, 3] segment or feature colours for the non-RGB modes."""
+        if self.count:
+            self._alt.set_data(_per_vertex(colors))
+
+    def set_state(self, state: np.ndarray) -> None:
+        """[N] float32 per-Gaussian state: 0 normal, 1 selected, 2 hidden."""
+        if self.count:
+            self._state.set_data(_per_vertex(state[:, None]))
+
+    def set_order(self, order: np.ndarray) -> None:
+        """[N] uint32 draw order (first drawn first, i.e. back to front)."""
+        if self.count and len(order) == self.count:
+            self.index.set_data(order)
+
+    # ------------------------------------------------------------ drawing
+    def draw(self, frame: FrameParams) -> None:
+        """Draw into the currently bound framebuffer of size `frame.size`."""
+        w, h = frame.size
+        gloo.set_viewport(0, 0, w, h)
+        gloo.set_state(blend=True, depth_test=False, cull_face=False)
+        gloo.set_blend_func("one", "one_minus_src_alpha")
+        gloo.set_clear_color((*frame.background, 1.0))
+        gloo.clear(color=True, depth=True)
+        if not self.count:
+            return
+        p = self.program
+        p["u_view"] = np.asarray(frame.viewmat, np.float32).T
+        fx, fy, cx, cy = frame.focal
+        p["u_focal"] = (fx, fy)
+        p["u_principal"] = (cx, cy)
+        p["u_size"] = (float(w), float(h))
+        p["u_mode"] = MODES[frame.mode]
+        p["u_highlight"] = 1.0 if frame.highlight else 0.0
+        p["u_depth_range"] = self.depth_range
+        p["u_max_radius"] = self.max_radius
+        p.draw("points", self.index)
+
+    def draw_scaled(self, frame: FrameParams, scale: float, window_size: tuple[int, int]) -> None:
+        """Draw at `scale` x the resolution into a texture and stretch it over the window."""
+        small = (max(1, int(frame.size[0] * scale)), max(1, int(frame.size[1] * scale)))
+        fbo, tex = self._target(small)
+        fx, fy, cx, cy = frame.focal
+        sub = FrameParams(frame.viewmat, (fx * scale, fy * scale, cx * scale, cy * scale), small,
+                          frame.mode, frame.highlight, frame.background)
+        with fbo:
+            self.draw(sub)
+        gloo.set_viewport(0, 0, *window_size)
+        gloo.set_state(blend=False)
+        self._blit["u_texture"] = tex
+        self._blit.draw("triangle_strip")
+
+    def render_offscreen(self, frame: FrameParams) -> np.ndarray:
+        """[H, W, 3] uint8 image of one frame, rendered into an offscreen buffer."""
+        w, h = frame.size
+        color = gloo.RenderBuffer((h, w, 4))
+        fbo = gloo.FrameBuffer(color=color, depth=gloo.RenderBuffer((h, w)))
+        with fbo:
+            self.draw(frame)
+            img = gloo.read_pixels((0, 0, w, h), alpha=False)
+        return np.ascontiguousarray(img)
+
+    def _target(self, size: tuple[int, int]) -> tuple[gloo.FrameBuffer, gloo.Texture2D]:
+        if self._fbo is None or self._fbo_tex.shape[:2] != (size[1], size[0]):
+            self._fbo_tex = gloo.Texture2D((size[1], size[0], 4), interpolation="linear")
+            self._fbo = gloo.FrameBuffer(color=self._fbo_tex)
+        return self._fbo, self._fbo_tex
