@@ -146,3 +146,38 @@ def test_own_format_round_trip(tmp_path):
     back = load_encoder(tmp_path / "w.pt")
     for k, v in enc.state_dict().items():
         torch.testing.assert_close(back.state_dict()[k], v)
+
+
+def test_pretraining_data_helpers():
+    from types import SimpleNamespace
+
+    from scipy.spatial import cKDTree
+
+    from coseg.segment.pretrain import random_crop, sample_surface_points
+
+    square = np.array([[0, 0, 0], [1, 0, 0], [1, 1, 0], [0, 1, 0]], float)
+    piece = lambda z: SimpleNamespace(vertices=square + [0, 0, z], triangles=np.array([[0, 1, 2], [0, 2, 3]]))  # noqa: E731
+    big = SimpleNamespace(vertices=square * 3 + [0, 0, 5.0], triangles=np.array([[0, 1, 2], [0, 2, 3]]))
+    layout = SimpleNamespace(pieces=[piece(0.0), big], piece_instance=np.array([0, 1]),
+                             instance_class=np.array([4, 7]))
+    rng = np.random.default_rng(0)
+    xyz, lab = sample_surface_points(layout, 5000, rng)
+    assert xyz.shape == (5000, 3) and set(np.unique(lab)) == {4, 7}
+    np.testing.assert_array_equal(lab == 7, xyz[:, 2] == 5.0)
+    # Area-weighted: the 3x3 piece gets about 9/10 of the points.
+    assert abs((lab == 7).mean() - 0.9) < 0.03
+    assert (xyz[:, :2] >= 0).all() and (xyz[lab == 4, :2] <= 1).all()
+    pts, y = random_crop(xyz, lab, cKDTree(xyz), 300, 0.01, rng)
+    assert pts.shape == (300, 3) and y.shape == (300,)
+    plain, _ = random_crop(xyz, lab, cKDTree(xyz), 300, 0.01, rng, augment=False)
+    assert np.linalg.norm(plain, axis=1).min() == 0.0  # centred on a sampled point
+
+
+def test_encode_scale_changes_only_the_position_code():
+    enc = RandLAEncoder().freeze()
+    xyz = _points(200)
+    a = enc.encode(xyz, rng=np.random.default_rng(0))
+    b = enc.encode(xyz, rng=np.random.default_rng(0), scale=2.0)
+    np.testing.assert_array_equal(a["hierarchy"].point_idx[3], b["hierarchy"].point_idx[3])
+    np.testing.assert_array_equal(b["levels"][1][0], a["levels"][1][0])
+    assert not torch.allclose(a["f_e"], b["f_e"])

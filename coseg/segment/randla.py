@@ -276,7 +276,7 @@ class RandLAEncoder(nn.Module):
 
     @torch.no_grad()
     def encode(self, xyz: np.ndarray, colors: np.ndarray | None = None, k_up: int = 3,
-               rng: np.random.Generator | None = None) -> dict:
+               rng: np.random.Generator | None = None, scale: float = 1.0) -> dict:
         """Sample, encode and package one point set for the fusion decoder.
 
         Args:
@@ -284,6 +284,9 @@ class RandLAEncoder(nn.Module):
             colors: [P, 3] optional colours (in_channels == 6 only).
             k_up: neighbours of the decoder's upsampling.
             rng: generator for the random sampling.
+            scale: factor applied to the positions before encoding, to bring
+                the scene to roughly metres (the units RandLA-Net weights were
+                trained in); neighbourhoods and sampling do not depend on it.
 
         Returns:
             dict(levels=[(xyz_n [P_n, 3], f_sn [P_n, c_n]) for n = 1..4],
@@ -291,7 +294,12 @@ class RandLAEncoder(nn.Module):
             up_idx, up_w).
         """
         h = build_hierarchy(xyz, self.config.k, self.config.ratios, k_up, rng)
-        out = self.forward(h, None if colors is None else np.asarray(colors)[h.point_idx[0]])
+        if scale != 1.0:
+            h_scaled = Hierarchy(xyz=[x * np.float32(scale) for x in h.xyz], point_idx=h.point_idx,
+                                 neigh_idx=h.neigh_idx, sub_idx=h.sub_idx)
+        else:
+            h_scaled = h
+        out = self.forward(h_scaled, None if colors is None else np.asarray(colors)[h.point_idx[0]])
         return {
             "levels": list(zip(h.xyz[:4], out["f_s"])),
             "f_s": out["f_s"],
