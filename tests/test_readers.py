@@ -1,6 +1,7 @@
 """Scene reading: NeRF/Blender reader, shared optional files, splits, detection, bad input."""
 
 import json
+import logging
 import math
 
 import imageio.v3 as iio
@@ -242,3 +243,51 @@ def test_registry_detection_and_format_override(tmp_path):
     # Forcing a reader that does not match gives that reader's own clear error.
     with pytest.raises(InputError, match="no COLMAP model"):
         read_scene(root, format="colmap")
+
+
+def test_third_party_reader_through_registry(tmp_path, monkeypatch, caplog):
+    import coseg.plugins as plugins_mod
+    from coseg.plugins import PluginRegistry
+    from coseg.scene import Camera, Scene
+
+    class Marker:
+        name, layout = "marker", "Marker (scene.marker)"
+
+        def detect(self, path):
+            return (path / "scene.marker").is_file()
+
+        def read(self, path, downscale=1):
+            cam = Camera("a", path / "a.png", W, H, 8.0, 8.0, 4.0, 3.0, np.eye(4))
+            return Scene(root=path, format=self.name, cameras=[cam.scaled(downscale)], downscale=downscale)
+
+    class Broken:
+        name = "broken"
+
+        def detect(self, path):
+            raise RuntimeError("boom")
+
+        def read(self, path, downscale=1):
+            return "not a scene"
+
+    reg = PluginRegistry()
+    reg.add("scene_reader", "broken", Broken())
+    reg.add("scene_reader", "marker", Marker())
+    monkeypatch.setattr(plugins_mod, "_registry", reg)
+    (tmp_path / "scene.marker").write_text("")
+    with caplog.at_level(logging.WARNING):
+        scene = read_scene(tmp_path, downscale=2)
+    assert scene.format == "marker" and scene.cameras[0].width == 4
+    assert "boom" in caplog.text  # the broken detect is reported and skipped
+    with pytest.raises(InputError, match="scene reader 'broken' returned str, not a Scene"):
+        read_scene(tmp_path, format="broken")
+    (tmp_path / "scene.marker").unlink()
+    with pytest.raises(InputError, match=r"looked for: broken; Marker \(scene\.marker\)"):
+        read_scene(tmp_path)
+
+
+def test_folder_matching_two_layouts(tmp_path):
+    root = blender_scene(tmp_path)
+    (root / "sparse" / "0").mkdir(parents=True)
+    (root / "sparse" / "0" / "cameras.txt").write_text("")
+    assert detect_format(root) == "colmap"  # first in registry order
+    assert read_scene(root, format="nerf").format == "nerf"
