@@ -126,7 +126,16 @@ def image_size(path: Path) -> tuple[int, int]:
         with Image.open(path) as im:
             return im.size
     except Exception as e:  # PIL raises several types for a corrupt header
-        raise InputError(f"{path}: unreadable image ({type(e).__name__}: {e})") from e
+        error = e
+    if path.suffix.lower() == ".exr":  # PIL cannot read EXR; imageio may have a plugin
+        try:
+            import imageio.v3 as iio
+
+            shape = iio.improps(path).shape
+            return int(shape[1]), int(shape[0])
+        except Exception as e:
+            error = e
+    raise InputError(f"{path}: unreadable image ({type(error).__name__}: {error})") from error
 
 
 def check_pose(matrix: np.ndarray, where: str) -> np.ndarray:

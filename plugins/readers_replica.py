@@ -43,21 +43,21 @@ class ReplicaReader:
 
     def read(self, path: Path, downscale: int = 1) -> Scene:
         root = Path(path)
-        frames = sorted((int(m.group(1)), p) for p in (root / "rgb").glob("rgb_*.png")
+        frames = sorted((int(m.group(1)), m.group(1), p) for p in (root / "rgb").glob("rgb_*.png")
                         if (m := _FRAME.search(p.name)))
         if not frames:
             raise InputError(f"{root / 'rgb'}: no rgb_N.png frames found")
         traj = root / "traj_w_c.txt"
         poses = read_trajectory(traj)
-        width, height = image_size(frames[0][1])
+        width, height = image_size(frames[0][2])
         f = width / 2.0 / math.tan(math.radians(HFOV_DEG / 2.0))
         cameras = []
-        for n, image in frames:
+        for n, digits, image in frames:
             if n >= len(poses):
                 raise InputError(f"{image}: frame {n} has no pose ({traj.name} has {len(poses)} lines)")
             c2w = check_pose(poses[n], f"{traj}: line {n + 1} (frame {image.name})")
-            gt = root / "semantic_class" / f"semantic_class_{n}.png"
-            depth = root / "depth" / f"depth_{n}.png"
+            gt = root / "semantic_class" / f"semantic_class_{digits}.png"
+            depth = root / "depth" / f"depth_{digits}.png"
             cameras.append(Camera(
                 name=image.stem, image_path=image, width=width, height=height,
                 fx=f, fy=f, cx=width / 2.0, cy=height / 2.0, world_to_camera=np.linalg.inv(c2w),

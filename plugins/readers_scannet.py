@@ -65,15 +65,16 @@ class ScanNetReader:
         fx, fy, cx, cy = read_intrinsics(root / "intrinsic" / "intrinsic_color.txt")
         width, height = image_size(frames[0][1])
         cameras, invalid = [], 0
-        for n, image in frames:
-            c2w = _read_pose(root / "pose" / f"{n}.txt")
+        for _, image in frames:
+            stem = image.stem  # zero-padded exports keep their padding everywhere
+            c2w = _read_pose(root / "pose" / f"{stem}.txt")
             if not np.isfinite(c2w).all():
                 invalid += 1
                 continue
-            gt = root / "label-filt" / f"{n}.png"
-            depth = root / "depth" / f"{n}.png"
+            gt = root / "label-filt" / f"{stem}.png"
+            depth = root / "depth" / f"{stem}.png"
             cameras.append(Camera(
-                name=str(n), image_path=image, width=width, height=height, fx=fx, fy=fy, cx=cx, cy=cy,
+                name=stem, image_path=image, width=width, height=height, fx=fx, fy=fy, cx=cx, cy=cy,
                 world_to_camera=np.linalg.inv(c2w),
                 split="test" if len(cameras) % 8 == 0 else "train",
                 gt_path=gt if gt.is_file() else None,

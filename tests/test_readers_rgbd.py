@@ -173,3 +173,17 @@ def test_scannet_bad_input(tmp_path, case, message):
         (root / "color" / "0.jpg").write_bytes(b"\xff\xd8 broken")
     with pytest.raises(InputError, match=message):
         read_scene(root)
+
+
+def test_scannet_zero_padded_names(tmp_path):
+    root, _ = scannet_scene(tmp_path, n=3, invalid=())
+    for d, ext in (("color", "jpg"), ("pose", "txt"), ("label-filt", "png")):
+        for i in range(3):
+            (root / d / f"{i}.{ext}").rename(root / d / f"{i:06d}.{ext}")
+    (root / "labels").mkdir()
+    iio.imwrite(root / "labels" / "000002.png", np.ones((H, W), np.uint8))
+    scene = read_scene(root)
+    assert [c.name for c in scene.cameras] == ["000000", "000001", "000002"]
+    assert scene.camera("000002").label_path is not None
+    assert scene.camera("000001").gt_path == root / "label-filt" / "000001.png"
+    assert scene.camera("000001").depth_path is None  # depth/1.png no longer matches
