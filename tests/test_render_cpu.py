@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from coseg.render import rasterization
+from coseg.render import attendance_mask, rasterization, unproject_features, visible_set
 
 W, H = 12, 10
 
@@ -267,3 +267,82 @@ def test_colour_only_gradient_skips_geometry():
                                   torch.eye(6, dtype=torch.float64), vm.double(), K.double(), W, H, backend="cpu")
     expected = 2.0 * weights.sum((0, 1))[:, None].expand(6, 3)
     torch.testing.assert_close(colors.grad.double(), expected, rtol=1e-5, atol=1e-5)
+
+
+def _bilinear(fmap, width, height):
+    """[H, W, C] samples of fmap at the image pixel centres (align_corners=False)."""
+    t = torch.from_numpy(fmap).permute(2, 0, 1)[None].double()
+    up = torch.nn.functional.interpolate(t, size=(height, width), mode="bilinear", align_corners=False)
+    return up[0].permute(1, 2, 0).numpy()
+
+
+@pytest.mark.parametrize("feature_size", [(10, 12), (4, 5)])
+def test_unprojection_matches_per_pixel_loop(feature_size):
+    s = _scene(9, 21)
+    vm, K = _camera()
+    vm2 = vm.clone()
+    vm2[:3, 3] = torch.tensor([0.1, -0.05, 0.3])
+    views = [vm, vm2]
+    rng = np.random.default_rng(0)
+    maps = [rng.random((*feature_size, 5)).astype(np.float32) for _ in views]
+    feats, counts = unproject_features(s["means"], s["quats"], s["scales"], s["opacities"],
+                                       torch.stack(views), torch.stack([K, K]), W, H, iter(maps))
+    buffer = np.zeros((9, 5))
+    ref_counts = np.zeros(9, np.int64)
+    for view, fmap in zip(views, maps):
+        _, _, meta = _render(s, view, K)
+        m2d, con, radii, depth = (meta[k].double().numpy() for k in ("means2d", "conics", "radii", "depths"))
+        op = s["opacities"].double().numpy()
+        dense = _bilinear(fmap, W, H)
+        order = sorted(np.flatnonzero(radii > 0), key=lambda i: (depth[i], i))
+        for py in range(H):
+            for px in range(W):
+                t = 1.0
+                for i in order:
+                    dx, dy = m2d[i, 0] - (px + 0.5), m2d[i, 1] - (py + 0.5)
+                    power = -0.5 * (con[i, 0] * dx * dx + con[i, 2] * dy * dy) - con[i, 1] * dx * dy
+                    a = min(0.99, op[i] * math.exp(power))
+                    if power > 0 or a < 1 / 255:
+                        continue
+                    if t * (1 - a) < 1e-4:
+                        break
+                    buffer[i] += a * t * dense[py, px]
+                    ref_counts[i] += 1
+                    t *= 1 - a
+    np.testing.assert_array_equal(counts, ref_counts)
+    assert counts.sum() > 0
+    np.testing.assert_allclose(feats, buffer / (ref_counts[:, None] + 1e-8), rtol=1e-4, atol=1e-6)
+
+
+def test_unprojection_deterministic_and_checks_inputs():
+    s = _scene(200, 22)
+    vm, K = _camera(width=40, height=30, f=30.0)
+    fmap = np.random.default_rng(1).random((30, 40, 64)).astype(np.float32)
+    old = numba.get_num_threads()
+    outs = []
+    try:
+        for threads in (1, numba.config.NUMBA_NUM_THREADS):
+            numba.set_num_threads(threads)
+            outs.append(unproject_features(s["means"], s["quats"], s["scales"], s["opacities"],
+                                           vm, K, 40, 30, [fmap]))
+    finally:
+        numba.set_num_threads(old)
+    np.testing.assert_array_equal(outs[0][0], outs[1][0])
+    np.testing.assert_array_equal(outs[0][1], outs[1][1])
+    assert attendance_mask(outs[0][1], 0.0, 1, 40, 30).all()
+    assert attendance_mask(outs[0][1], 1e-3, 1, 40, 30).tolist() == (outs[0][1] >= 1.2).tolist()
+    with pytest.raises(ValueError, match="more than the 1 views"):
+        unproject_features(s["means"], s["quats"], s["scales"], s["opacities"], vm, K, 40, 30, [fmap, fmap])
+    with pytest.raises(ValueError, match="feature map 0"):
+        unproject_features(s["means"], s["quats"], s["scales"], s["opacities"], vm, K, 40, 30, [fmap[..., 0]])
+
+
+def test_visible_set_is_contributing_gaussians():
+    s = _scene(40, 23)
+    s["means"][:5, 2] = -2.0
+    vm, K = _camera()
+    _, _, meta = _render(s, vm, K)
+    vis = visible_set(s["means"], s["quats"], s["scales"], s["opacities"], vm, K, W, H)
+    assert vis.dtype == np.int64
+    np.testing.assert_array_equal(vis, np.flatnonzero(meta["contrib"].numpy() > 0))
+    assert not set(range(5)) & set(vis.tolist())

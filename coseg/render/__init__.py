@@ -1,12 +1,17 @@
 """The splatting engine: differentiable Gaussian rasterisation on the CPU (numba) or CUDA.
 
-Public API (contract in `docs/rendering.md`):
+Public API (contract and math in `docs/rendering.md`):
 
-- `rasterization` — Gaussians + camera(s) -> (images, alphas, meta).
-- `camera_tensors`, `gaussian_tensors` — model objects -> tensors for `rasterization`.
+- `rasterization` — Gaussians + camera(s) -> (images, alphas, meta), differentiable.
+- `unproject_features` — paper Algorithm 1: per-view feature maps -> per-Gaussian features.
+- `attendance_mask` — attendance-rate pruning mask from unprojection counts.
+- `visible_set` — indices of the Gaussians blended into at least one pixel of a view.
+- `camera_tensors`, `gaussian_tensors` — model objects -> tensors for the above.
 """
 
 from coseg.render.camera import camera_tensors, gaussian_tensors
 from coseg.render.rasterize import rasterization
+from coseg.render.unproject import attendance_mask, unproject_features, visible_set
 
-__all__ = ["rasterization", "camera_tensors", "gaussian_tensors"]
+__all__ = ["rasterization", "unproject_features", "attendance_mask", "visible_set",
+           "camera_tensors", "gaussian_tensors"]

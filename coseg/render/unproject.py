@@ -1,0 +1,125 @@
+"""Feature unprojection (paper Algorithm 1), attendance-rate mask and per-view visible sets.
+
+`unproject_features` streams one feature map per view through the numba sweep of
+`coseg.render._cpu_unproject`; memory is the [N, C] buffer plus one view's
+projection, never proportional to V * H * W.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numba
+import numpy as np
+import torch
+
+from coseg.render import _validate
+from coseg.render._autograd import as_numpy
+from coseg.render._cpu_project import project_fwd
+from coseg.render._cpu_raster import bin_gaussians, raster_fwd, reduce_entries
+from coseg.render._cpu_unproject import unproject_view
+
+NEAR_PLANE = 0.2
+
+
+def _project(means: np.ndarray, quats: np.ndarray, scales: np.ndarray, viewmat: torch.Tensor,
+             K: torch.Tensor, width: int, height: int):
+    """Project float32 Gaussians for one camera: (means2d, conics, depths, radii, binning)."""
+    n = means.shape[0]
+    vm = viewmat.detach().cpu().numpy().astype(np.float64)
+    k = K.detach().cpu().numpy().astype(np.float64)
+    intr = np.array([k[0, 0], k[1, 1], k[0, 2], k[1, 2]], np.float64)
+    means2d, conics = np.empty((n, 2), np.float32), np.empty((n, 3), np.float32)
+    depths, radii = np.empty(n, np.float32), np.empty(n, np.int32)
+    project_fwd(means, quats, scales, vm, intr, width, height, NEAR_PLANE, means2d, conics, depths, radii)
+    return means2d, conics, radii, bin_gaussians(means2d, radii, depths, width, height)
+
+
+def _geometry(means, quats, scales, opacities):
+    _validate.check_gaussians(means, quats, scales, opacities)
+    return tuple(as_numpy(x, np.float32) for x in (means, quats, scales, opacities))
+
+
+def unproject_features(means: torch.Tensor, quats: torch.Tensor, scales: torch.Tensor,
+                       opacities: torch.Tensor, viewmats: torch.Tensor, Ks: torch.Tensor,
+                       width: int, height: int, feature_maps: Iterable[np.ndarray], *,
+                       eps: float = 1e-8) -> tuple[np.ndarray, np.ndarray]:
+    """Lift 2D feature maps onto the Gaussians (paper Algorithm 1).
+
+    For every Gaussian, sum over views and pixels of alpha_i(p) T_i(p) F(p) and the number
+    of pixels where it is blended (alpha >= 1/255 before termination, the 3DGS rules), then
+    divide: features = buffer / (count + eps).
+
+    Args:
+        means [N, 3], quats [N, 4], scales [N, 3], opacities [N]: activated Gaussians.
+        viewmats: [V, 4, 4] (or [4, 4]) world-to-camera. Ks: [V, 3, 3] (or [3, 3]).
+        width, height: image size of every view.
+        feature_maps: iterable yielding V float32 [h, w, C] arrays, one per view in order.
+            When (h, w) != (height, width) the map is sampled bilinearly at each pixel centre
+            (align_corners=False convention, see `coseg.render._cpu_unproject`).
+        eps: added to the counts before dividing.
+
+    Returns:
+        features [N, C] float32 and counts [N] int64 (blended pixels over all views).
+
+    Raises:
+        ValueError: bad geometry/cameras, a feature map of the wrong rank/width or with
+            NaN/inf, or a number of feature maps different from the number of views.
+    """
+    m, q, s, op = _geometry(means, quats, scales, opacities)
+    _validate.check_cameras(viewmats, Ks, width, height)
+    vms, ks = viewmats.reshape(-1, 4, 4), Ks.reshape(-1, 3, 3)
+    n_views = vms.shape[0]
+    buffer = counts = None
+    n_seen = 0
+    for fmap in feature_maps:
+        if n_seen >= n_views:
+            raise ValueError(f"unproject_features: feature_maps yields more than the {n_views} views")
+        fmap = np.ascontiguousarray(fmap, dtype=np.float32)
+        if fmap.ndim != 3 or not 1 <= fmap.shape[2] <= 256 or fmap.shape[0] < 1 or fmap.shape[1] < 1:
+            raise ValueError(f"unproject_features: feature map {n_seen} has shape {fmap.shape}, "
+                             "expected [h, w, C] with 1 <= C <= 256")
+        if buffer is None:
+            buffer = np.zeros((m.shape[0], fmap.shape[2]), np.float32)
+            counts = np.zeros(m.shape[0], np.int64)
+        elif fmap.shape[2] != buffer.shape[1]:
+            raise ValueError(f"unproject_features: feature map {n_seen} has {fmap.shape[2]} channels, "
+                             f"the first had {buffer.shape[1]}")
+        if not np.isfinite(fmap).all():
+            raise ValueError(f"unproject_features: feature map {n_seen} contains NaN or inf")
+        means2d, conics, _, (tile_offsets, isect_gauss, _, _) = _project(
+            m, q, s, vms[n_seen], ks[n_seen], int(width), int(height))
+        n_blocks = max(1, min(numba.get_num_threads(), fmap.shape[2]))
+        unproject_view(tile_offsets, isect_gauss, means2d, conics, op, fmap, int(width), int(height),
+                       n_blocks, buffer, counts)
+        n_seen += 1
+    if n_seen != n_views:
+        raise ValueError(f"unproject_features: got {n_seen} feature maps for {n_views} views")
+    features = (buffer / (counts[:, None] + eps)).astype(np.float32)
+    return features, counts
+
+
+def attendance_mask(counts: np.ndarray, tau: float, n_views: int, width: int, height: int) -> np.ndarray:
+    """bool [N]: Gaussians whose blended-pixel count reaches tau * V * H * W (the attendance rate)."""
+    return np.asarray(counts) >= tau * n_views * width * height
+
+
+def visible_set(means: torch.Tensor, quats: torch.Tensor, scales: torch.Tensor, opacities: torch.Tensor,
+                viewmat: torch.Tensor, K: torch.Tensor, width: int, height: int) -> np.ndarray:
+    """int64 [M] indices of the Gaussians that pass culling and are blended into >= 1 pixel."""
+    m, q, s, op = _geometry(means, quats, scales, opacities)
+    _validate.check_cameras(viewmat, K, width, height)
+    if viewmat.ndim != 2:
+        raise ValueError("visible_set: viewmat must be one [4, 4] camera")
+    width, height = int(width), int(height)
+    means2d, conics, _, (tile_offsets, isect_gauss, gauss_offsets, gauss_entries) = _project(
+        m, q, s, viewmat, K, width, height)
+    entry_count = np.empty(isect_gauss.shape[0], np.int32)
+    no_channels = np.empty((m.shape[0], 0), np.float32)
+    with numba.parallel_chunksize(1):
+        raster_fwd(tile_offsets, isect_gauss, means2d, conics, op, no_channels, np.empty(0, np.float32),
+                   width, height, np.empty((height, width, 0), np.float32),
+                   np.empty((height, width)), np.empty((height, width), np.int32), entry_count)
+    contrib = np.empty((m.shape[0], 1), np.int32)
+    reduce_entries(gauss_offsets, gauss_entries, entry_count[:, None], contrib)
+    return np.flatnonzero(contrib[:, 0] > 0).astype(np.int64)
