@@ -157,3 +157,19 @@ def test_bad_settings_are_clear_errors():
         BuildConfig(max_sh_degree=4)
     with pytest.raises(CosegError, match="unknown building setting"):
         BuildConfig.from_dict({"iterations": 10, "lr_foo": 1.0})
+
+
+def test_training_ssim_matches_the_evaluation_ssim():
+    from coseg.building.losses import photometric_loss, ssim
+    from coseg.metrics import ssim as ssim_eval
+
+    gen = torch.Generator().manual_seed(0)
+    a = torch.rand(30, 41, 3, generator=gen)
+    b = (a + 0.1 * torch.randn(30, 41, 3, generator=gen)).clamp(0, 1)
+    assert float(ssim(a, b)) == pytest.approx(ssim_eval(a.numpy(), b.numpy()), abs=1e-5)
+    assert float(ssim(a, a)) == pytest.approx(1.0, abs=1e-6)
+    x = b.clone().requires_grad_()
+    loss, l1, s = photometric_loss(x, a, 0.8)
+    assert loss.item() == pytest.approx(0.8 * (b - a).abs().mean().item() + 0.2 * (1 - s.item()), rel=1e-6)
+    loss.backward()
+    assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0

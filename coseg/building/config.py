@@ -30,6 +30,8 @@ class BuildConfig:
     """Integer image downscale the scene is read with."""
     backend: str = "auto"
     """Render backend passed to coseg.render.rasterization."""
+    torch_threads: int = 1
+    """torch intra-op threads while training (small ops: more threads only contend; 0 = unchanged)."""
 
     lambda_l1: float = 0.8
     """Loss = lambda_l1 * L1 + (1 - lambda_l1) * D-SSIM (paper Sec. 3.3, 3DGS)."""

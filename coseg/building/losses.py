@@ -1,8 +1,8 @@
 """Photometric losses of the building stage: L1 and D-SSIM in torch.
 
-SSIM follows the 3DGS training code: an 11x11 Gaussian window with sigma 1.5
-applied as two separable 1-D convolutions with zero padding of 5 pixels,
-C1 = 0.01^2, C2 = 0.03^2, averaged over pixels and channels.
+SSIM follows the 3DGS training code: an 11x11 Gaussian window with sigma 1.5,
+separable (two 1-D passes) with zero padding of 5 pixels, C1 = 0.01^2,
+C2 = 0.03^2, averaged over pixels and channels.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 
 import torch
-import torch.nn.functional as F
 
 WINDOW = 11
 SIGMA = 1.5
@@ -18,20 +17,30 @@ C1 = 0.01 ** 2
 C2 = 0.03 ** 2
 
 
-@functools.lru_cache(maxsize=4)
-def _gauss_1d(size: int, sigma: float) -> torch.Tensor:
-    x = torch.arange(size, dtype=torch.float64) - (size - 1) / 2.0
-    g = torch.exp(-(x ** 2) / (2.0 * sigma ** 2))
-    return (g / g.sum()).float()
+@functools.lru_cache(maxsize=8)
+def _band(n: int) -> torch.Tensor:
+    """[n, n] matrix of the 1-D Gaussian window: row i holds the weights centred on i.
+
+    Multiplying by it is a 1-D convolution with zero padding of WINDOW // 2.
+    """
+    x = torch.arange(WINDOW, dtype=torch.float64) - WINDOW // 2
+    g = torch.exp(-(x ** 2) / (2.0 * SIGMA ** 2))
+    g = g / g.sum()
+    i = torch.arange(n)
+    offset = i[None, :] - i[:, None] + WINDOW // 2
+    inside = (offset >= 0) & (offset < WINDOW)
+    return torch.where(inside, g[offset.clamp(0, WINDOW - 1)], torch.zeros((), dtype=torch.float64)).float()
 
 
 def _blur(x: torch.Tensor) -> torch.Tensor:
-    """Separable Gaussian blur of [B, C, H, W] per channel, zero padding."""
-    c = x.shape[1]
-    g = _gauss_1d(WINDOW, SIGMA).to(x.dtype)
-    pad = WINDOW // 2
-    x = F.conv2d(x, g.view(1, 1, 1, WINDOW).expand(c, 1, 1, WINDOW), padding=(0, pad), groups=c)
-    return F.conv2d(x, g.view(1, 1, WINDOW, 1).expand(c, 1, WINDOW, 1), padding=(pad, 0), groups=c)
+    """Separable Gaussian blur of [..., H, W] with zero padding.
+
+    The two 1-D passes are products with banded matrices (`_band`), the same
+    numbers as two zero-padded 1-D convolutions, but several times faster on
+    the CPU than grouped conv2d.
+    """
+    h, w = x.shape[-2:]
+    return _band(h) @ x @ _band(w).T
 
 
 def ssim(img: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
@@ -44,13 +53,12 @@ def ssim(img: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
     Returns:
         [] scalar SSIM (1 = identical).
     """
-    x = img.permute(2, 0, 1)[None]
-    y = ref.permute(2, 0, 1)[None]
-    mu_x, mu_y = _blur(x), _blur(y)
+    x = img.permute(2, 0, 1)
+    y = ref.permute(2, 0, 1)
+    # one batched blur of the five maps SSIM needs
+    mu_x, mu_y, e_xx, e_yy, e_xy = _blur(torch.stack([x, y, x * x, y * y, x * y])).unbind(0)
     mu_xx, mu_yy, mu_xy = mu_x * mu_x, mu_y * mu_y, mu_x * mu_y
-    var_x = _blur(x * x) - mu_xx
-    var_y = _blur(y * y) - mu_yy
-    cov = _blur(x * y) - mu_xy
+    var_x, var_y, cov = e_xx - mu_xx, e_yy - mu_yy, e_xy - mu_xy
     s = ((2 * mu_xy + C1) * (2 * cov + C2)) / ((mu_xx + mu_yy + C1) * (var_x + var_y + C2))
     return s.mean()
 

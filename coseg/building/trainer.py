@@ -100,10 +100,19 @@ def train(scene: Scene, config: BuildConfig, run_dir: str | Path | RunDir,
     Yields:
         Progress records (see module docstring).
     """
+    check_training_scene(scene)
+    threads = torch.get_num_threads()
+    try:
+        yield from _train(scene, config, run_dir, stop_event, resume)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(scene: Scene, config: BuildConfig, run_dir: str | Path | RunDir,
+           stop_event: threading.Event | None, resume: bool) -> Iterator[dict[str, Any]]:
     from coseg.io.ply import write_gaussians_ply
     from coseg.render import camera_tensors
 
-    check_training_scene(scene)
     run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
     extent = scene.extent()
     ckpt = None
@@ -121,6 +130,8 @@ def train(scene: Scene, config: BuildConfig, run_dir: str | Path | RunDir,
             stale.unlink()
     config = config.resolved()
     strategy = DensifyStrategy.from_config(config)
+    if config.torch_threads > 0:
+        torch.set_num_threads(config.torch_threads)
 
     random.seed(config.seed)
     np.random.seed(config.seed)
