@@ -1,4 +1,4 @@
-"""CPU-side preparation for GPU splatting viewers: depth order and 3D covariances.
+"""CPU-side support for GPU splatting viewers: depth order, pick candidates, covariances.
 
 A rasteriser on the GPU blends Gaussians back to front, so every time the view
 changes enough the viewer needs a new draw order. `depth_order` computes it
@@ -7,6 +7,10 @@ scatter, stable): view-space depths are quantised into 65536 bins between the
 nearest and the farthest Gaussian. Two Gaussians closer in depth than
 range / 65536 may come out in either order; for a scene 10 m deep that is
 0.15 mm, well below what blending can show.
+
+`pick_candidates` narrows a one-pixel pick down to the Gaussians whose
+3-sigma footprint can reach that pixel, so an exact CPU render of the pixel
+only has to look at a handful of them.
 
 `covariances_upper` gives the 3D covariance R S S^T R^T of every Gaussian as
 its 6 upper-triangle entries, computed once per model change and uploaded to
@@ -121,3 +125,52 @@ def covariances_upper(gaussians: Gaussians) -> np.ndarray:
     cov = m @ m.transpose(0, 2, 1)
     iu = np.triu_indices(3)
     return cov[:, iu[0], iu[1]].astype(np.float32)
+
+
+def pick_candidates(means: np.ndarray, max_scales: np.ndarray, viewmat: np.ndarray,
+                    focal: tuple[float, float, float, float], x: float, y: float) -> np.ndarray:
+    """Gaussians that can cover pixel (x, y): a conservative cone test around its ray.
+
+    A Gaussian at camera depth z covers the pixel only if its centre lies within
+    3 * max_scale (its 3-sigma sphere) plus the rasteriser's 0.3 px^2 dilation
+    (3 * sqrt(0.3) px) and the pixel's half-diagonal, both taken to world units
+    at depth z, of the ray through the pixel centre. Centres behind the near
+    plane (z <= 0.2) are dropped, as the rasteriser culls them.
+
+    Args:
+        means: [N, 3] float32 world positions.
+        max_scales: [N] float32 largest linear scale of every Gaussian.
+        viewmat: [4, 4] world-to-camera (OpenCV).
+        focal: (fx, fy, cx, cy) in pixels.
+        x, y: a point inside the pixel (column, row).
+
+    Returns:
+        [M] int64 indices of the candidates.
+    """
+    fx, fy, cx, cy = focal
+    px = (np.floor(x) + 0.5 - cx) / fx
+    py = (np.floor(y) + 0.5 - cy) / fy
+    norm = np.sqrt(px * px + py * py + 1.0)
+    ray = np.array([px / norm, py / norm, 1.0 / norm])
+    per_px = (3.0 * np.sqrt(0.3) + 1.0) / min(fx, fy)
+    keep = _cone_test(np.ascontiguousarray(means, np.float32), np.ascontiguousarray(max_scales, np.float32),
+                      np.asarray(viewmat, np.float64), ray, per_px)
+    return np.flatnonzero(keep)
+
+
+@numba.njit(cache=True)
+def _cone_test(means, max_scales, vm, ray, per_px):
+    n = means.shape[0]
+    keep = np.zeros(n, np.bool_)
+    for i in range(n):
+        x, y, z = means[i, 0], means[i, 1], means[i, 2]
+        tx = vm[0, 0] * x + vm[0, 1] * y + vm[0, 2] * z + vm[0, 3]
+        ty = vm[1, 0] * x + vm[1, 1] * y + vm[1, 2] * z + vm[1, 3]
+        tz = vm[2, 0] * x + vm[2, 1] * y + vm[2, 2] * z + vm[2, 3]
+        if tz <= 0.2:
+            continue
+        along = tx * ray[0] + ty * ray[1] + tz * ray[2]
+        dist2 = tx * tx + ty * ty + tz * tz - along * along
+        reach = 3.0 * max_scales[i] + per_px * tz
+        keep[i] = dist2 <= reach * reach
+    return keep

@@ -89,6 +89,12 @@ class SplatCanvas(vispy_app.Canvas):
         self.request_sort(force=True)
         self.update()
 
+    def update_means(self, means: np.ndarray) -> None:
+        """Centres moved by an edit (same N): keep the buffers, re-sort."""
+        self._means = np.ascontiguousarray(means, np.float32)
+        self.request_sort(force=True)
+        self.update()
+
     def set_depth_range(self, near: float, far: float) -> None:
         self.renderer.depth_range = (float(near), float(far))
 

@@ -37,7 +37,7 @@ def load_shader(name: str) -> str:
     return (SHADER_DIR / name).read_text()
 
 
-def _per_vertex(arr: np.ndarray) -> np.ndarray:
+def _f32(arr: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(arr, np.float32)
 
 
@@ -69,6 +69,7 @@ class SplatRenderer:
         self._blit["a_position"] = np.array([[-1, -1], [1, -1], [-1, 1], [1, 1]], np.float32)
         self._fbo: gloo.FrameBuffer | None = None
         self._fbo_tex: gloo.Texture2D | None = None
+        self._buffers: dict[str, gloo.VertexBuffer] = {}
 
     # ------------------------------------------------------------ buffers
     def set_gaussians(self, gaussians: Gaussians, alt_colors: np.ndarray) -> None:
@@ -85,26 +86,50 @@ class SplatRenderer:
             return
         cov = covariances_upper(gaussians)
         p = self.program
-        p["a_mean"] = gloo.VertexBuffer(_per_vertex(gaussians.means))
-        p["a_cov_a"] = gloo.VertexBuffer(_per_vertex(cov[:, :3]))
-        p["a_cov_b"] = gloo.VertexBuffer(_per_vertex(cov[:, 3:]))
-        p["a_rgb"] = gloo.VertexBuffer(_per_vertex(gaussians.colors))
-        p["a_opacity"] = gloo.VertexBuffer(_per_vertex(gaussians.opacities[:, None]))
-        self._alt = gloo.VertexBuffer(_per_vertex(alt_colors))
+        self._buffers = {
+            "a_mean": gloo.VertexBuffer(_f32(gaussians.means)),
+            "a_cov_a": gloo.VertexBuffer(_f32(cov[:, :3])),
+            "a_cov_b": gloo.VertexBuffer(_f32(cov[:, 3:])),
+            "a_rgb": gloo.VertexBuffer(_f32(gaussians.colors)),
+            "a_opacity": gloo.VertexBuffer(_f32(gaussians.opacities[:, None])),
+        }
+        for name, buf in self._buffers.items():
+            p[name] = buf
+        self._alt = gloo.VertexBuffer(_f32(alt_colors))
         self._state = gloo.VertexBuffer(np.zeros((n, 1), np.float32))
         p["a_alt"] = self._alt
         p["a_state"] = self._state
         self.index = gloo.IndexBuffer(np.arange(n, dtype=np.uint32))
 
+    def update_rows(self, gaussians: Gaussians, alt_colors: np.ndarray, rows: np.ndarray) -> None:
+        """Re-upload the span of rows an edit touched (same N as the last upload).
+
+        Args:
+            gaussians: the model after the edit.
+            alt_colors: [N, 3] segment colours after the edit.
+            rows: [M] changed row indices; the contiguous span min..max is sent.
+        """
+        if not len(rows):
+            return
+        lo, hi = int(rows.min()), int(rows.max()) + 1
+        part = gaussians.subset(np.arange(lo, hi))
+        cov = covariances_upper(part)
+        values = {"a_mean": part.means, "a_cov_a": cov[:, :3], "a_cov_b": cov[:, 3:],
+                  "a_rgb": part.colors, "a_opacity": part.opacities[:, None], "a_alt": alt_colors[lo:hi]}
+        for name, arr in values.items():
+            buf = self._alt if name == "a_alt" else self._buffers[name]
+            data = np.ascontiguousarray(arr, np.float32)
+            buf.set_data(data, offset=lo * data.shape[1] * 4)
+
     def set_alt_colors(self, colors: np.ndarray) -> None:
         """[N, 3] segment or feature colours for the non-RGB modes."""
         if self.count:
-            self._alt.set_data(_per_vertex(colors))
+            self._alt.set_data(_f32(colors))
 
     def set_state(self, state: np.ndarray) -> None:
         """[N] float32 per-Gaussian state: 0 normal, 1 selected, 2 hidden."""
         if self.count:
-            self._state.set_data(_per_vertex(state[:, None]))
+            self._state.set_data(_f32(state[:, None]))
 
     def set_order(self, order: np.ndarray) -> None:
         """[N] uint32 draw order (first drawn first, i.e. back to front)."""

@@ -1,0 +1,109 @@
+"""`coseg-studio [PATH] [--screenshot OUT.png | --benchmark]`: launch the studio.
+
+PATH is a .ply/.splat, a run folder or a scene folder; ``random:N`` opens a
+seeded random model of N Gaussians (for benchmarks). With ``--screenshot``
+the studio renders one frame of PATH and exits; with ``--benchmark`` it prints
+viewport FPS, pick latency and startup time (see `app.benchmark`) and exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+_START = time.perf_counter()
+log = logging.getLogger("app")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="coseg-studio", description="CoSeg Studio: view, segment and edit 3DGS scenes")
+    p.add_argument("path", nargs="?", help=".ply/.splat, run folder, scene folder, or random:N")
+    p.add_argument("--screenshot", metavar="OUT.png", help="render one frame to OUT.png and exit")
+    p.add_argument("--mode", default="rgb", choices=["rgb", "segmentation", "overlay", "depth", "features"])
+    p.add_argument("--camera", type=int, default=None, help="view from training camera N (scene or run)")
+    p.add_argument("--size", default=None, help="WxH of the screenshot / benchmark viewport (default 1280x720, "
+                                                "or the camera's size with --camera)")
+    p.add_argument("--benchmark", action="store_true", help="print viewport FPS and pick latency, then exit")
+    p.add_argument("--frames", type=int, default=100, help="frames per benchmark row (default 100)")
+    return p.parse_args(argv)
+
+
+def _size(text: str | None) -> tuple[int, int] | None:
+    if not text:
+        return None
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise SystemExit(f"coseg-studio: --size must look like 1280x720, got {text!r}") from None
+    return w, h
+
+
+def _open(win, path: str) -> bool:
+    if path.startswith("random:"):
+        from app.loading import random_model
+
+        win.set_loaded(random_model(int(path.split(":", 1)[1])))
+        return True
+    return win.open_path(path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app.setApplicationName("CoSeg Studio")
+    from app.main_window import MainWindow
+
+    headless = bool(args.screenshot or args.benchmark)
+    size = _size(args.size) or (1280, 720)
+    win = MainWindow(size=size)
+    if headless:
+        from PySide6.QtWidgets import QMessageBox
+
+        # Headless runs must not block on a dialog: errors go to stderr and the exit code.
+        QMessageBox.critical = staticmethod(lambda *a, **k: print(f"coseg-studio: {a[2]}", file=sys.stderr))
+    win.show()
+    app.processEvents()
+    if args.path and not _open(win, args.path):
+        if headless:
+            win.close()
+            return 1
+    if args.camera is not None:
+        win.snap_to_camera(args.camera)
+    win.set_mode(args.mode)
+    if args.screenshot:
+        return _screenshot(win, app, args, size)
+    if args.benchmark:
+        from app.benchmark import run_benchmark
+
+        win.canvas.native.resize(*size)
+        app.processEvents()
+        win.canvas.render_image(size)
+        print(run_benchmark(win, app, args.frames, time.perf_counter() - _START))
+        win.close()
+        return 0
+    return app.exec()
+
+
+def _screenshot(win, app, args, size) -> int:
+    from coseg.io.images import write_png
+
+    if args.camera is not None and win.doc.loaded and win.doc.loaded.scene and not args.size:
+        cam = win.doc.loaded.scene.cameras[args.camera % len(win.doc.loaded.scene.cameras)]
+        size = (cam.width, cam.height)
+    # One synchronous exact sort for this view before the frame is drawn.
+    from coseg.sort import depth_order
+
+    win.canvas.set_current()
+    win.canvas.renderer.set_order(depth_order(win.doc.gaussians.means, win.canvas.camera.viewmat()))
+    img = win.canvas.render_image(size)
+    write_png(Path(args.screenshot), img)
+    log.info("wrote %s (%dx%d, %s) %.2f s after start", args.screenshot, size[0], size[1], args.mode,
+             time.perf_counter() - _START)
+    win.close()
+    return 0

@@ -1,0 +1,289 @@
+"""The studio's main window: viewport in the centre, segments / properties / log docks."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import QSettings, Qt
+from PySide6.QtWidgets import QFileDialog, QLabel, QMainWindow, QMessageBox
+
+from app.actions import build_menus
+from app.document import StudioDocument
+from app.loading import LoadedModel, load_path
+from app.log_dock import LogDock
+from app.panels import PropertiesPanel, SegmentsPanel
+from app.picking import Picker
+from app.viewport.camera import look_rotation
+from app.viewport.canvas import SplatCanvas
+from app.workers import GeneratorWorker
+from coseg.errors import CosegError
+
+log = logging.getLogger(__name__)
+OPEN_ERRORS = (CosegError, ValueError, OSError, KeyError)
+MAX_RECENT = 8
+
+
+class MainWindow(QMainWindow):
+    """CoSeg Studio's window (controls and shortcuts: docs/studio.md)."""
+
+    def __init__(self, size: tuple[int, int] = (1280, 720)) -> None:
+        super().__init__()
+        self.setWindowTitle("CoSeg Studio")
+        self.setAcceptDrops(True)
+        self.settings = QSettings("coseg", "studio")
+        self.doc = StudioDocument(self)
+        self.canvas = SplatCanvas(parent=self, size=size)
+        self.setCentralWidget(self.canvas.native)
+        self.picker = Picker()
+        self.worker: GeneratorWorker | None = None
+        self.segments_panel = SegmentsPanel(self.doc, self)
+        self.properties_panel = PropertiesPanel(self.doc, self)
+        self.log_dock = LogDock(self)
+        self.addDockWidget(Qt.LeftDockWidgetArea, self.segments_panel)
+        self.addDockWidget(Qt.RightDockWidgetArea, self.properties_panel)
+        self.addDockWidget(Qt.BottomDockWidgetArea, self.log_dock)
+        logging.getLogger("coseg").addHandler(self.log_dock.handler)
+        logging.getLogger("coseg").setLevel(logging.INFO)
+        logging.getLogger("app").addHandler(self.log_dock.handler)
+        self.fps_label, self.note_label = QLabel(""), QLabel("Open a .ply, a run folder or a scene folder (Ctrl+O)")
+        self.statusBar().addWidget(self.note_label, 1)
+        self.statusBar().addPermanentWidget(self.fps_label)
+        self.actions = build_menus(self)
+        self.doc.model_changed.connect(self._upload_model)
+        self.doc.rows_changed.connect(self._rows_changed)
+        self.doc.selection_changed.connect(self._state_changed)
+        self.doc.state_changed.connect(self._state_changed)
+        self.doc.state_changed.connect(self._refresh_picker)
+        self.canvas.signals.picked.connect(self.pick_at)
+        self.canvas.signals.fps_changed.connect(lambda fps: self.fps_label.setText(f"{fps:5.1f} FPS"))
+        self.log_dock.pause_clicked.connect(self.toggle_pause)
+        self.log_dock.stop_clicked.connect(self.stop_job)
+
+    # ------------------------------------------------------------ opening
+    def open_path(self, path: str | Path) -> bool:
+        """Open a .ply/.splat, run folder or scene folder; errors become a dialog."""
+        t0 = time.perf_counter()
+        try:
+            loaded = load_path(path)
+        except OPEN_ERRORS as e:
+            msg = str(e).strip("'\"") or type(e).__name__
+            log.error("cannot open %s: %s", path, msg)
+            QMessageBox.critical(self, "Cannot open", msg)
+            return False
+        self.set_loaded(loaded)
+        self._remember(Path(path))
+        log.info("opened %s in %.2f s", path, time.perf_counter() - t0)
+        return True
+
+    def set_loaded(self, loaded: LoadedModel) -> None:
+        self.doc.set_model(loaded)
+        self.note_label.setText(loaded.note)
+        self.setWindowTitle(f"CoSeg Studio - {loaded.path.name}")
+        self.actions.refresh_cameras()
+        self.actions.set_features_available(loaded.features is not None)
+        self.reset_view()
+
+    def open_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open", "", "Gaussians (*.ply *.splat);;All files (*)")
+        if path:
+            self.open_path(path)
+
+    def open_folder_dialog(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Open a run or scene folder")
+        if path:
+            self.open_path(path)
+
+    def recent_files(self) -> list[str]:
+        return [str(p) for p in (self.settings.value("recent", []) or [])]
+
+    def _remember(self, path: Path) -> None:
+        items = [str(path.resolve())] + [p for p in self.recent_files() if p != str(path.resolve())]
+        self.settings.setValue("recent", items[:MAX_RECENT])
+        self.actions.refresh_recent()
+
+    def dragEnterEvent(self, event) -> None:
+        if event.mimeData().hasUrls():
+            event.acceptProposedAction()
+
+    def dropEvent(self, event) -> None:
+        urls = event.mimeData().urls()
+        if urls:
+            self.open_path(urls[0].toLocalFile())
+
+    # ------------------------------------------------------------ viewport sync
+    def _upload_model(self) -> None:
+        g = self.doc.gaussians
+        alt = self._alt_colors()
+        self.canvas.set_model(g.means, lambda r: (r.set_gaussians(g, alt), r.set_state(self.doc.state())))
+        self._refresh_picker()
+
+    def _alt_colors(self) -> np.ndarray:
+        if self.canvas.mode == "features" and self.doc.loaded.features is not None:
+            from app.loading import feature_colors
+
+            return feature_colors(self.doc.loaded.features)
+        return self.doc.segment_colors()
+
+    def _rows_changed(self, rows) -> None:
+        g = self.doc.gaussians
+        if rows is None or self.canvas.renderer.count != len(g):
+            self._upload_model()
+            return
+        self.canvas.set_current()
+        self.canvas.renderer.update_rows(g, self._alt_colors(), np.asarray(rows))
+        self.canvas.renderer.set_state(self.doc.state())
+        self.canvas.update_means(g.means)
+        self._refresh_picker()
+
+    def _state_changed(self) -> None:
+        self.canvas.set_current()
+        self.canvas.renderer.set_state(self.doc.state())
+        self.canvas.update()
+
+    def _refresh_picker(self) -> None:
+        if self.doc.is_open:
+            self.picker.set_model(self.doc.gaussians, self.doc.visible_mask())
+
+    def set_mode(self, mode: str) -> None:
+        self.canvas.mode = mode
+        if self.doc.is_open:
+            self.canvas.set_current()
+            self.canvas.renderer.set_alt_colors(self._alt_colors())
+        self.canvas.update()
+
+    # ------------------------------------------------------------ camera
+    def reset_view(self) -> None:
+        """Frame the whole model; with a scene, look from its first training camera."""
+        g = self.doc.gaussians
+        if not len(g):
+            return
+        lo, hi = np.percentile(g.means, [1, 99], axis=0)
+        centre, radius = (lo + hi) / 2, float(np.linalg.norm(hi - lo) / 2) or 1.0
+        cam = self.canvas.camera
+        scene = self.doc.loaded.scene
+        self.canvas.scene_radius = radius
+        if scene is not None and scene.cameras:
+            downs = np.stack([c.camera_to_world[:3, 1] for c in scene.cameras])
+            cam.up = -downs.mean(0) / max(np.linalg.norm(downs.mean(0)), 1e-9)
+            self.snap_to_camera(0)
+            return
+        cam.up = np.array([0.0, 0.0, 1.0])
+        cam.rotation = look_rotation(np.array([0.0, 1.0, -0.5]), cam.up)
+        cam.frame(centre, radius)
+        self._after_camera_jump(radius)
+
+    def snap_to_camera(self, index: int) -> None:
+        scene = self.doc.loaded.scene if self.doc.is_open else None
+        if scene is None or not scene.cameras:
+            return
+        c = scene.cameras[index % len(scene.cameras)]
+        centre = np.percentile(self.doc.gaussians.means, 50, axis=0)
+        self.canvas.camera.snap_to(c, distance=float(np.linalg.norm(centre - c.center)) or 1.0)
+        self._after_camera_jump(self.canvas.scene_radius)
+
+    def frame_selection(self) -> None:
+        rows = self.doc.selected_rows()
+        if not len(rows):
+            rows = np.flatnonzero(self.doc.visible_mask())
+        if not len(rows):
+            return
+        pts = self.doc.gaussians.means[rows]
+        lo, hi = np.percentile(pts, [1, 99], axis=0)
+        self.canvas.camera.frame((lo + hi) / 2, max(float(np.linalg.norm(hi - lo) / 2), 1e-3))
+        self._after_camera_jump(self.canvas.scene_radius)
+
+    def _after_camera_jump(self, radius: float) -> None:
+        d = float(np.linalg.norm(self.canvas.camera.position - np.percentile(self.doc.gaussians.means, 50, axis=0)))
+        self.canvas.set_depth_range(max(0.2, d - radius), d + radius)
+        self.canvas.request_sort(force=True)
+        self.canvas.update()
+
+    # ------------------------------------------------------------ selection
+    def pick_at(self, x: int, y: int, modifier: str = "") -> int | None:
+        """Select the segment under logical pixel (x, y) of the viewport."""
+        if not self.doc.is_open:
+            return None
+        ratio = self.canvas.pixel_scale
+        w, h = self.canvas.physical_size
+        t0 = time.perf_counter()
+        sid = self.picker.pick(self.canvas.camera.viewmat(), self.canvas.camera.focal(w, h),
+                               (x + 0.5) * ratio, (y + 0.5) * ratio)
+        how = {"shift": "add", "ctrl": "toggle"}.get(modifier, "replace")
+        if sid is None:
+            if how == "replace":
+                self.doc.select_none()
+        else:
+            self.doc.select([sid], how)
+        self.statusBar().showMessage(f"picked {'nothing' if sid is None else self.doc.name_of(sid)} "
+                                     f"in {1000 * (time.perf_counter() - t0):.0f} ms", 3000)
+        return sid
+
+    def hide_selection(self) -> None:
+        self.doc.set_hidden(self.doc.selection, True)
+        self.doc.select_none()
+
+    def show_all(self) -> None:
+        self.doc.set_hidden(list(self.doc.hidden), False)
+
+    def delete_selection(self) -> None:
+        self.doc.edit(lambda e, ids: e.delete(ids))
+
+    def export_dialog(self) -> None:
+        if not self.doc.is_open:
+            return
+        path, _ = QFileDialog.getSaveFileName(self, "Export edited scene", "",
+                                              "INRIA PLY (*.ply);;splat (*.splat)")
+        if not path:
+            return
+        from coseg.edit import export_gaussians
+
+        try:
+            out = export_gaussians(self.doc.edits.result(), Path(path), inputs=(self.doc.loaded.path,))
+        except OPEN_ERRORS as e:
+            QMessageBox.critical(self, "Cannot export", str(e))
+            return
+        self.statusBar().showMessage(f"exported {out}", 5000)
+
+    # ------------------------------------------------------------ jobs
+    def start_job(self, worker: GeneratorWorker) -> None:
+        """Run a background job (one at a time) with progress in the log dock."""
+        if self.worker is not None and self.worker.isRunning():
+            QMessageBox.information(self, "Busy", f"{self.worker.name} is still running")
+            return
+        self.worker = worker
+        self.log_dock.job_started(worker.name)
+        worker.progress.connect(self.log_dock.job_progress)
+        worker.finished_with.connect(lambda rec: self.log_dock.job_ended(
+            f"{worker.name}: {rec.get('event', 'done')}"))
+        worker.failed.connect(lambda msg: (self.log_dock.job_ended(msg), QMessageBox.critical(self, "Job failed", msg)))
+        worker.start()
+
+    def toggle_pause(self) -> None:
+        if self.worker is None:
+            return
+        if self.worker.paused:
+            self.worker.resume()
+        else:
+            self.worker.pause()
+        self.log_dock.set_paused(self.worker.paused)
+
+    def stop_job(self) -> None:
+        if self.worker is not None:
+            self.worker.stop()
+
+    def closeEvent(self, event) -> None:
+        if self.worker is not None and self.worker.isRunning():
+            answer = QMessageBox.question(self, "Job running",
+                                          f"{self.worker.name} is running. Stop it (a checkpoint is kept) and quit?")
+            if answer != QMessageBox.Yes:
+                event.ignore()
+                return
+            self.worker.stop()
+            self.worker.wait()
+        logging.getLogger("coseg").removeHandler(self.log_dock.handler)
+        logging.getLogger("app").removeHandler(self.log_dock.handler)
+        self.canvas.close_viewport()
+        super().closeEvent(event)
