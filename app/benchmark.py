@@ -84,7 +84,7 @@ def _pick_latency(win, clicks: int = 10) -> float:
     for _ in range(clicks):
         x, y = rng.uniform(0.3, 0.7) * w, rng.uniform(0.3, 0.7) * h
         t0 = time.perf_counter()
-        win.picker.pick(canvas.camera.viewmat(), canvas.camera.focal(w, h), x, y)
+        win.picker.pick(canvas.camera.viewmat(), canvas.camera.focal(w, h), (w, h), x, y)
         times.append(time.perf_counter() - t0)
     return float(np.median(times) * 1000)
 

@@ -62,11 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     headless = bool(args.screenshot or args.benchmark)
     size = _size(args.size) or (1280, 720)
     win = MainWindow(size=size)
-    if headless:
-        from PySide6.QtWidgets import QMessageBox
-
-        # Headless runs must not block on a dialog: errors go to stderr and the exit code.
-        QMessageBox.critical = staticmethod(lambda *a, **k: print(f"coseg-studio: {a[2]}", file=sys.stderr))
+    win.headless = headless
     win.show()
     app.processEvents()
     if args.path and not _open(win, args.path):

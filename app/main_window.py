@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from pathlib import Path
 
@@ -39,6 +40,8 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(self.canvas.native)
         self.picker = Picker()
         self.worker: GeneratorWorker | None = None
+        self.headless = False
+        """True for --screenshot / --benchmark: errors go to stderr instead of a dialog."""
         self.segments_panel = SegmentsPanel(self.doc, self)
         self.properties_panel = PropertiesPanel(self.doc, self)
         self.log_dock = LogDock(self)
@@ -71,12 +74,19 @@ class MainWindow(QMainWindow):
         except OPEN_ERRORS as e:
             msg = str(e).strip("'\"") or type(e).__name__
             log.error("cannot open %s: %s", path, msg)
-            QMessageBox.critical(self, "Cannot open", msg)
+            self.show_error("Cannot open", msg)
             return False
         self.set_loaded(loaded)
         self._remember(Path(path))
         log.info("opened %s in %.2f s", path, time.perf_counter() - t0)
         return True
+
+    def show_error(self, title: str, message: str) -> None:
+        """One-line error: a dialog, or stderr when headless."""
+        if self.headless:
+            print(f"coseg-studio: {message}", file=sys.stderr)
+        else:
+            QMessageBox.critical(self, title, message)
 
     def set_loaded(self, loaded: LoadedModel) -> None:
         self.doc.set_model(loaded)
@@ -209,7 +219,7 @@ class MainWindow(QMainWindow):
         ratio = self.canvas.pixel_scale
         w, h = self.canvas.physical_size
         t0 = time.perf_counter()
-        sid = self.picker.pick(self.canvas.camera.viewmat(), self.canvas.camera.focal(w, h),
+        sid = self.picker.pick(self.canvas.camera.viewmat(), self.canvas.camera.focal(w, h), (w, h),
                                (x + 0.5) * ratio, (y + 0.5) * ratio)
         how = {"shift": "add", "ctrl": "toggle"}.get(modifier, "replace")
         if sid is None:
@@ -243,7 +253,7 @@ class MainWindow(QMainWindow):
         try:
             out = export_gaussians(self.doc.edits.result(), Path(path), inputs=(self.doc.loaded.path,))
         except OPEN_ERRORS as e:
-            QMessageBox.critical(self, "Cannot export", str(e))
+            self.show_error("Cannot export", str(e))
             return
         self.statusBar().showMessage(f"exported {out}", 5000)
 
@@ -258,7 +268,7 @@ class MainWindow(QMainWindow):
         worker.progress.connect(self.log_dock.job_progress)
         worker.finished_with.connect(lambda rec: self.log_dock.job_ended(
             f"{worker.name}: {rec.get('event', 'done')}"))
-        worker.failed.connect(lambda msg: (self.log_dock.job_ended(msg), QMessageBox.critical(self, "Job failed", msg)))
+        worker.failed.connect(lambda msg: (self.log_dock.job_ended(msg), self.show_error("Job failed", msg)))
         worker.start()
 
     def toggle_pause(self) -> None:

@@ -1,26 +1,21 @@
 """Click picking: the segment the rendered segmentation shows at a pixel.
 
-The pick renders the segmentation with the engine's CPU rasteriser
-(`coseg.render.rasterization`) at that one pixel only: a 1x1 camera whose
-principal point is shifted so its single pixel centre is the clicked pixel
-centre, and one-hot segment channels, so the result is each segment's
-blending weight there, exactly what a segmentation render composites. The
-picked segment is the one with the largest weight; a pixel whose largest
-weight is under `min_weight` (background) picks nothing.
-
-Only the Gaussians that can reach the pixel (`coseg.sort.pick_candidates`, a
-conservative cone test) go to the rasteriser, so a pick at 200k Gaussians costs
-one vectorised distance test plus a render of a few hundred Gaussians.
+A segmentation render (one-hot segment channels through the CPU rasteriser)
+gives every segment its blending weight at a pixel; the pick is the segment
+with the largest weight there, or nothing when that weight is under
+`min_weight` (background). Instead of rendering an image, the pick asks
+`coseg.sort.pick_candidates` for the few Gaussians that can reach the pixel
+and blends only those with `coseg.sort.pixel_weights`, which follows the CPU
+rasteriser's rules, so a pick at 200k Gaussians is one vectorised cone test
+and a tiny blend (tests compare it with a full `coseg.render` image).
 """
 
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from coseg.gaussians import Gaussians
-from coseg.render import rasterization
-from coseg.sort import pick_candidates
+from coseg.sort import pick_candidates, pixel_weights
 
 
 class Picker:
@@ -45,12 +40,13 @@ class Picker:
         self._max_scales = part.scales.max(axis=1) if len(part) else np.zeros(0, np.float32)
 
     def weights(self, viewmat: np.ndarray, focal: tuple[float, float, float, float],
-                x: float, y: float) -> dict[int, float]:
+                size: tuple[int, int], x: float, y: float) -> dict[int, float]:
         """Blending weight of every segment at pixel (x, y) (continuous image coordinates).
 
         Args:
             viewmat: [4, 4] world-to-camera (OpenCV).
             focal: (fx, fy, cx, cy) of the full image in pixels.
+            size: (width, height) of the full image.
             x, y: a point inside the pixel to pick (column, row, pixel units).
         """
         g = self._model
@@ -60,23 +56,16 @@ class Picker:
         if not len(rows):
             return {}
         part = g.subset(rows)
-        ids, inverse = np.unique(part.segments, return_inverse=True)
-        onehot = torch.nn.functional.one_hot(torch.from_numpy(inverse.reshape(-1).astype(np.int64)), len(ids))
-        fx, fy, cx, cy = focal
-        i, j = int(np.floor(x)), int(np.floor(y))
-        K = torch.tensor([[fx, 0.0, cx - i], [0.0, fy, cy - j], [0.0, 0.0, 1.0]], dtype=torch.float32)
-        with torch.no_grad():
-            image, _, _ = rasterization(
-                torch.from_numpy(part.means), torch.from_numpy(part.quats), torch.from_numpy(part.scales),
-                torch.from_numpy(part.opacities), onehot.to(torch.float32),
-                torch.as_tensor(viewmat, dtype=torch.float32), K, 1, 1, backend="cpu")
-        w = image.reshape(-1).numpy()
-        return {int(ids[k]): float(w[k]) for k in np.flatnonzero(w > 0)}
+        wts = pixel_weights(part, viewmat, focal, size, x, y)
+        totals: dict[int, float] = {}
+        for sid, wt in zip(part.segments[wts > 0].tolist(), wts[wts > 0].tolist()):
+            totals[sid] = totals.get(sid, 0.0) + wt
+        return totals
 
     def pick(self, viewmat: np.ndarray, focal: tuple[float, float, float, float],
-             x: float, y: float) -> int | None:
-        """The segment id shown at pixel (x, y), or None for background."""
-        w = self.weights(viewmat, focal, x, y)
+             size: tuple[int, int], x: float, y: float) -> int | None:
+        """The segment id shown at pixel (x, y) of a `size` image, or None for background."""
+        w = self.weights(viewmat, focal, size, x, y)
         if not w:
             return None
         best = max(w, key=w.get)

@@ -9,8 +9,11 @@ range / 65536 may come out in either order; for a scene 10 m deep that is
 0.15 mm, well below what blending can show.
 
 `pick_candidates` narrows a one-pixel pick down to the Gaussians whose
-3-sigma footprint can reach that pixel, so an exact CPU render of the pixel
-only has to look at a handful of them.
+footprint can reach that pixel, and `pixel_weights` blends just those at that
+pixel with the rules of the CPU rasteriser (`coseg.render`: near 0.2, the
+1.3 x half-FOV tangent clamp, +0.3 px^2, radius ceil(3 sqrt(lambda_max)),
+16 px tile binning, alpha clamp 0.99, skip alpha < 1/255, stop at T < 1e-4),
+so a click picks what a full render shows there without rendering an image.
 
 `covariances_upper` gives the 3D covariance R S S^T R^T of every Gaussian as
 its 6 upper-triangle entries, computed once per model change and uploaded to
@@ -27,6 +30,7 @@ import numpy as np
 
 from coseg.gaussians import Gaussians
 
+_ALPHA_REACH = 3.4
 _KEY_BITS = 16
 _NUM_KEYS = 1 << _KEY_BITS
 
@@ -131,11 +135,14 @@ def pick_candidates(means: np.ndarray, max_scales: np.ndarray, viewmat: np.ndarr
                     focal: tuple[float, float, float, float], x: float, y: float) -> np.ndarray:
     """Gaussians that can cover pixel (x, y): a conservative cone test around its ray.
 
-    A Gaussian at camera depth z covers the pixel only if its centre lies within
-    3 * max_scale (its 3-sigma sphere) plus the rasteriser's 0.3 px^2 dilation
-    (3 * sqrt(0.3) px) and the pixel's half-diagonal, both taken to world units
-    at depth z, of the ray through the pixel centre. Centres behind the near
-    plane (z <= 0.2) are dropped, as the rasteriser culls them.
+    A Gaussian's alpha reaches 1/255 only within sqrt(2 ln 255) = 3.33 sigma
+    of its centre, so at camera depth z it can cover the pixel only if its
+    centre lies within 3.4 * max_scale plus, taken to world units at depth z,
+    3.4 * sqrt(0.3) px (the rasteriser's dilation), one pixel and one 16 px
+    tile, of the ray through the pixel centre. Centres behind the near plane
+    (z <= 0.2) are dropped, as the rasteriser culls them. Gaussians centred
+    outside 1.3 x the field of view, whose projection the rasteriser clamps,
+    are judged by the same unclamped test.
 
     Args:
         means: [N, 3] float32 world positions.
@@ -152,7 +159,7 @@ def pick_candidates(means: np.ndarray, max_scales: np.ndarray, viewmat: np.ndarr
     py = (np.floor(y) + 0.5 - cy) / fy
     norm = np.sqrt(px * px + py * py + 1.0)
     ray = np.array([px / norm, py / norm, 1.0 / norm])
-    per_px = (3.0 * np.sqrt(0.3) + 1.0) / min(fx, fy)
+    per_px = (_ALPHA_REACH * np.sqrt(0.3) + 1.0 + 16.0) / min(fx, fy)
     keep = _cone_test(np.ascontiguousarray(means, np.float32), np.ascontiguousarray(max_scales, np.float32),
                       np.asarray(viewmat, np.float64), ray, per_px)
     return np.flatnonzero(keep)
@@ -171,6 +178,95 @@ def _cone_test(means, max_scales, vm, ray, per_px):
             continue
         along = tx * ray[0] + ty * ray[1] + tz * ray[2]
         dist2 = tx * tx + ty * ty + tz * tz - along * along
-        reach = 3.0 * max_scales[i] + per_px * tz
+        reach = _ALPHA_REACH * max_scales[i] + per_px * tz
         keep[i] = dist2 <= reach * reach
     return keep
+
+
+def pixel_weights(gaussians: Gaussians, viewmat: np.ndarray, focal: tuple[float, float, float, float],
+                  size: tuple[int, int], x: float, y: float) -> np.ndarray:
+    """Blending weight alpha_i * T_i of every Gaussian at one pixel, as the CPU rasteriser computes it.
+
+    Args:
+        gaussians: M Gaussians (typically the `pick_candidates` of the pixel).
+        viewmat: [4, 4] world-to-camera (OpenCV).
+        focal: (fx, fy, cx, cy) of the full image in pixels.
+        size: (width, height) of the full image.
+        x, y: a point inside the pixel (column, row).
+
+    Returns:
+        [M] float64 weights (0 for Gaussians that do not reach the pixel);
+        a render of per-Gaussian channels c gives sum_i weights[i] * c[i] there.
+    """
+    fx, fy, cx, cy = focal
+    w, h = size
+    q = gaussians.quats.astype(np.float64)
+    q = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
+    return _pixel_weights(np.ascontiguousarray(gaussians.means, np.float64), np.ascontiguousarray(q),
+                          gaussians.scales.astype(np.float64), gaussians.opacities.astype(np.float64),
+                          np.asarray(viewmat, np.float64), float(fx), float(fy), float(cx), float(cy),
+                          int(w), int(h), int(np.floor(x)), int(np.floor(y)))
+
+
+@numba.njit(cache=True)
+def _pixel_weights(means, quats, scales, opacities, vm, fx, fy, cx, cy, width, height, px, py):
+    n = means.shape[0]
+    weights = np.zeros(n, np.float64)
+    depth = np.full(n, np.inf)
+    alpha = np.zeros(n, np.float64)
+    lim_x = 1.3 * 0.5 * width / fx
+    lim_y = 1.3 * 0.5 * height / fy
+    tile_x, tile_y = px // 16, py // 16
+    tiles_x, tiles_y = (width + 15) // 16, (height + 15) // 16
+    rot = np.ascontiguousarray(vm[:3, :3])
+    shift = vm[:3, 3].copy()
+    for i in range(n):
+        t = rot @ means[i] + shift
+        if not t[2] > 0.2:
+            continue
+        w_, x_, y_, z_ = quats[i, 0], quats[i, 1], quats[i, 2], quats[i, 3]
+        r = np.array([[1 - 2 * (y_ * y_ + z_ * z_), 2 * (x_ * y_ - w_ * z_), 2 * (x_ * z_ + w_ * y_)],
+                      [2 * (x_ * y_ + w_ * z_), 1 - 2 * (x_ * x_ + z_ * z_), 2 * (y_ * z_ - w_ * x_)],
+                      [2 * (x_ * z_ - w_ * y_), 2 * (y_ * z_ + w_ * x_), 1 - 2 * (x_ * x_ + y_ * y_)]])
+        m = r * scales[i]
+        sigma = m @ m.T
+        u = min(max(t[0] / t[2], -lim_x), lim_x) * t[2]
+        v = min(max(t[1] / t[2], -lim_y), lim_y) * t[2]
+        j = np.array([[fx / t[2], 0.0, -fx * u / (t[2] * t[2])], [0.0, fy / t[2], -fy * v / (t[2] * t[2])]])
+        t2 = j @ rot
+        cov = t2 @ sigma @ t2.T
+        a, b, c = cov[0, 0] + 0.3, cov[0, 1], cov[1, 1] + 0.3
+        det = a * c - b * b
+        if not det > 0.0:
+            continue
+        mid = 0.5 * (a + c)
+        radius = np.ceil(3.0 * np.sqrt(mid + np.sqrt(max(0.1, mid * mid - det))))
+        mx = fx * t[0] / t[2] + cx
+        my = fy * t[1] / t[2] + cy
+        if mx + radius <= 0.0 or mx - radius >= width or my + radius <= 0.0 or my - radius >= height:
+            continue
+        x0 = min(max(int(np.floor((mx - radius) / 16)), 0), tiles_x)
+        x1 = min(max(int(np.ceil((mx + radius) / 16)), 0), tiles_x)
+        y0 = min(max(int(np.floor((my - radius) / 16)), 0), tiles_y)
+        y1 = min(max(int(np.ceil((my + radius) / 16)), 0), tiles_y)
+        if not (x0 <= tile_x < x1 and y0 <= tile_y < y1):
+            continue
+        dx = mx - (px + 0.5)
+        dy = my - (py + 0.5)
+        power = -0.5 * (c * dx * dx + a * dy * dy) / det + b * dx * dy / det
+        if power > 0.0:
+            continue
+        alpha[i] = min(0.99, opacities[i] * np.exp(power))
+        depth[i] = t[2]
+    trans = 1.0
+    for i in np.argsort(depth, kind="mergesort"):
+        if depth[i] == np.inf:
+            break
+        if alpha[i] < 1.0 / 255.0:
+            continue
+        t_next = trans * (1.0 - alpha[i])
+        if t_next < 1e-4:
+            break
+        weights[i] = alpha[i] * trans
+        trans = t_next
+    return weights
