@@ -119,7 +119,7 @@ class SplatRenderer:
         for name, arr in values.items():
             buf = self._alt if name == "a_alt" else self._buffers[name]
             data = np.ascontiguousarray(arr, np.float32)
-            buf.set_data(data, offset=lo * data.shape[1] * 4)
+            buf.set_subdata(data, offset=lo)
 
     def set_alt_colors(self, colors: np.ndarray) -> None:
         """[N, 3] segment or feature colours for the non-RGB modes."""
