@@ -6,14 +6,16 @@ It is the render contract (docs of `coseg.render`, the 3DGS rasteriser rules)
 made executable, and autograd gives its backward pass:
 
 - t = R x + T; cull t.z <= near_plane. Sigma = R S S^T R^T from the normalised
-  quaternion (w, x, y, z). EWA: J uses the camera point with x/z, y/z clamped to
-  +-1.3 * half the field of view (the clamped coordinate is a constant where the
-  clamp is active, as in the 3DGS backward); cov2d = J W Sigma W^T J^T + 0.3 I.
+  quaternion (w, x, y, z). EWA: J uses tx = clamp(t.x / t.z, +-1.3 W / (2 fx)) * t.z
+  (likewise ty), differentiated by plain autograd (the clamped ratio has zero
+  gradient where the clamp is active, the factor t.z keeps its gradient);
+  cov2d = J W Sigma W^T J^T + 0.3 I.
 - Cull det(cov2d) <= 0; radius = ceil(3 sqrt(lambda_max)) with
-  lambda_max = mid + sqrt(max(0.1, mid^2 - det)).
+  lambda_max = mid + sqrt(max(0.1, mid^2 - det)); cull when the box
+  mean2d +- radius misses the image rectangle [0, W] x [0, H].
 - Tiles of 16x16 pixels: a Gaussian is binned into tiles
   floor((m - r) / 16) <= k < ceil((m + r) / 16) per axis (clamped to the grid)
-  and only affects pixels of those tiles; cull when that range is empty.
+  and only affects pixels of those tiles.
 - Per pixel (centre (i + 0.5, j + 0.5)), front to back by depth (ties by
   index): power > 0 or alpha < 1/255 is skipped, alpha = min(0.99, o exp(power)),
   the first Gaussian that would bring T below 1e-4 stops the pixel unblended.
@@ -77,13 +79,6 @@ def _eval_sh(coeffs: torch.Tensor, dirs: torch.Tensor, degree: int) -> torch.Ten
     return torch.clamp_min(out + 0.5, 0.0)
 
 
-def _clamped_coordinate(t_xy: torch.Tensor, t_z: torch.Tensor, limit: float) -> torch.Tensor:
-    """x (or y) with x/z clamped to +-limit; a constant (no gradient) where clamped."""
-    ratio = t_xy / t_z
-    clamped = (ratio < -limit) | (ratio > limit)
-    return torch.where(clamped, (ratio.clamp(-limit, limit) * t_z).detach(), t_xy)
-
-
 def _project(means, quats, scales, viewmat, K, width, height, near_plane):
     """Project N Gaussians into one camera.
 
@@ -105,8 +100,8 @@ def _project(means, quats, scales, viewmat, K, width, height, near_plane):
 
     lim_x = FRUSTUM_SLACK * 0.5 * width / float(fx)
     lim_y = FRUSTUM_SLACK * 0.5 * height / float(fy)
-    tx = _clamped_coordinate(t[:, 0], t[:, 2], lim_x)
-    ty = _clamped_coordinate(t[:, 1], t[:, 2], lim_y)
+    tx = torch.clamp(t[:, 0] / t[:, 2], -lim_x, lim_x) * t[:, 2]
+    ty = torch.clamp(t[:, 1] / t[:, 2], -lim_y, lim_y) * t[:, 2]
     zeros = torch.zeros_like(tx)
     jac = torch.stack([
         torch.stack([fx / t[:, 2], zeros, -fx * tx / t[:, 2] ** 2], -1),
@@ -130,7 +125,9 @@ def _project(means, quats, scales, viewmat, K, width, height, near_plane):
     x1 = torch.ceil((m2d[:, 0] + radius) / TILE_SIZE).clamp(0, grid_w)
     y0 = torch.floor((m2d[:, 1] - radius) / TILE_SIZE).clamp(0, grid_h)
     y1 = torch.ceil((m2d[:, 1] + radius) / TILE_SIZE).clamp(0, grid_h)
-    keep = torch.nonzero((det > 0) & (x1 > x0) & (y1 > y0)).squeeze(1)
+    on_image = ((m2d[:, 0] + radius > 0) & (m2d[:, 0] - radius < width)
+                & (m2d[:, 1] + radius > 0) & (m2d[:, 1] - radius < height))
+    keep = torch.nonzero((det > 0) & on_image).squeeze(1)
 
     a, b, c, det = a[keep], b[keep], c[keep], det[keep]
     conics = torch.stack([c / det, -b / det, a / det], -1)
