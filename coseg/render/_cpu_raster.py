@@ -8,11 +8,10 @@ tile's list is sorted by depth with ties broken by index, identically on every r
 
 Blending follows the 3DGS rules per pixel (see `docs/rendering.md`). The loop is
 organised entry-major inside a tile: entries are visited front to back and each
-one updates only the pixels of the tile that lie in a box guaranteed to contain
-every pixel where its alpha can reach 1/255 (the ellipse
-``d^T conic d <= 2 ln(255 opacity)`` plus one pixel of margin). Pixels outside
-that box would skip the entry anyway, so the result is exactly the per-pixel
-loop's, for a fraction of the work.
+one updates only the pixels of the tile inside the ellipse where its alpha can
+reach 1/255 (``d^T conic d <= 2 ln(255 opacity)``, solved row by row, plus
+1e-3 px of slack). Pixels outside it would skip the entry anyway, so the result
+is exactly the per-pixel loop's, for a fraction of the work.
 """
 
 from __future__ import annotations
@@ -101,25 +100,48 @@ def bin_gaussians(means2d: np.ndarray, radii: np.ndarray, depths: np.ndarray,
     return tile_offsets, isect_gauss, gauss_offsets, gauss_entries
 
 
-@nb.njit(inline="always")
-def entry_box(mx, my, ca, cb, cc, opacity, x0, x1, y0, y1):
-    """Pixel range [px0, px1) x [py0, py1) of a tile where an entry can have alpha >= 1/255.
+#: Slack (pixels) added to the analytic spans; far above float64 rounding, far below a pixel.
+_SPAN_SLACK = 1e-3
 
+
+@nb.njit(inline="always")
+def entry_rows(my, ca, cb, cc, opacity, y0, y1):
+    """Rows [py0, py1) of a tile where an entry can reach alpha >= 1/255, and r2 = 2 ln(255 opacity).
+
+    alpha >= 1/255 needs d^T conic d <= r2; the ellipse's half-height is sqrt(r2 (conic^-1)_yy).
     Returns an empty range when the opacity alone is below 1/255.
     """
     if opacity < ALPHA_MIN:
-        return 0, 0, 0, 0
+        return 0, 0, 0.0
     r2 = 2.0 * math.log(255.0 * opacity)
     det = ca * cc - cb * cb
-    if det > 0.0:
-        ex = math.sqrt(max(r2 * cc / det, 0.0)) + 1.0
-        ey = math.sqrt(max(r2 * ca / det, 0.0)) + 1.0
-        px0 = max(x0, int(math.ceil(mx - ex - 0.5)))
-        px1 = min(x1, int(math.floor(mx + ex - 0.5)) + 1)
-        py0 = max(y0, int(math.ceil(my - ey - 0.5)))
-        py1 = min(y1, int(math.floor(my + ey - 0.5)) + 1)
-        return px0, max(px0, px1), py0, max(py0, py1)
-    return x0, x1, y0, y1
+    if not (det > 0.0 and ca > 0.0):
+        return y0, y1, -1.0
+    ey = math.sqrt(max(r2 * ca / det, 0.0)) + _SPAN_SLACK
+    py0 = max(y0, int(math.ceil(my - ey - 0.5)))
+    py1 = min(y1, int(math.floor(my + ey - 0.5)) + 1)
+    return py0, max(py0, py1), r2
+
+
+@nb.njit(inline="always")
+def row_span(mx, dy, ca, cb, cc, r2, x0, x1):
+    """Columns [px0, px1) of a row (offset dy = my - row centre) inside the alpha >= 1/255 ellipse.
+
+    Solves ca dx^2 + 2 cb dx dy + cc dy^2 <= r2 for dx = mx - column centre. Pixels outside
+    the span would be skipped by the exact per-pixel test anyway, so the result is unchanged.
+    r2 < 0 flags a degenerate conic: the whole row.
+    """
+    if r2 < 0.0:
+        return x0, x1
+    disc = cb * cb * dy * dy - ca * (cc * dy * dy - r2)
+    if disc < 0.0:
+        return x0, x0
+    root = math.sqrt(disc)
+    lo = mx - (-cb * dy + root) / ca - _SPAN_SLACK
+    hi = mx - (-cb * dy - root) / ca + _SPAN_SLACK
+    px0 = max(x0, int(math.ceil(lo - 0.5)))
+    px1 = min(x1, int(math.floor(hi - 0.5)) + 1)
+    return px0, max(px0, px1)
 
 
 @nb.njit(**_NB)
@@ -130,7 +152,7 @@ def raster_fwd(tile_offsets, isect_gauss, means2d, conics, opacities, colors, ba
     Args:
         tile_offsets, isect_gauss: from `bin_gaussians`.
         means2d [N, 2], conics [N, 3] (a, b, c), opacities [N], colors [N, C], background [C]:
-            float32 or float64 (accumulation is float64 either way).
+            float32 or float64 (colour accumulation in that dtype).
         out_img [H, W, C] of the colours' dtype, out_t [H, W] float64 (final transmittance),
         out_last [H, W] int32 (1 + position in the tile list of the last blended entry, 0 if none),
         entry_count [M] int32 (pixels blended per entry): outputs, fully overwritten.
@@ -147,7 +169,7 @@ def raster_fwd(tile_offsets, isect_gauss, means2d, conics, opacities, colors, ba
         trans = np.ones(TILE * TILE)
         last = np.zeros(TILE * TILE, np.int32)
         done = np.zeros(TILE * TILE, np.bool_)
-        acc = np.zeros((TILE * TILE, n_ch))
+        acc = np.zeros((TILE * TILE, n_ch), colors.dtype)
         n_done = 0
         start = tile_offsets[tile]
         for e in range(start, tile_offsets[tile + 1]):
@@ -158,10 +180,11 @@ def raster_fwd(tile_offsets, isect_gauss, means2d, conics, opacities, colors, ba
             mx, my = np.float64(means2d[g, 0]), np.float64(means2d[g, 1])
             ca, cb, cc = np.float64(conics[g, 0]), np.float64(conics[g, 1]), np.float64(conics[g, 2])
             op = np.float64(opacities[g])
-            px0, px1, py0, py1 = entry_box(mx, my, ca, cb, cc, op, x0, x1, y0, y1)
+            py0, py1, r2 = entry_rows(my, ca, cb, cc, op, y0, y1)
             count = 0
             for py in range(py0, py1):
                 dy = my - (py + 0.5)
+                px0, px1 = row_span(mx, dy, ca, cb, cc, r2, x0, x1)
                 for px in range(px0, px1):
                     k = (py - y0) * TILE + (px - x0)
                     if done[k]:
@@ -178,7 +201,7 @@ def raster_fwd(tile_offsets, isect_gauss, means2d, conics, opacities, colors, ba
                         done[k] = True
                         n_done += 1
                         continue
-                    w = alpha * trans[k]
+                    w = acc.dtype.type(alpha * trans[k])
                     for c in range(n_ch):
                         acc[k, c] += w * colors[g, c]
                     trans[k] = t_next

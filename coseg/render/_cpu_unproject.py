@@ -24,7 +24,7 @@ import math
 import numba as nb
 import numpy as np
 
-from coseg.render._cpu_raster import ALPHA_MAX, ALPHA_MIN, T_MIN, TILE, entry_box
+from coseg.render._cpu_raster import ALPHA_MAX, ALPHA_MIN, T_MIN, TILE, entry_rows, row_span
 
 _NB = dict(parallel=True, cache=True, nogil=True)
 
@@ -100,9 +100,10 @@ def unproject_view(tile_offsets, isect_gauss, means2d, conics, opacities, fmap, 
                 mx, my = np.float64(means2d[g, 0]), np.float64(means2d[g, 1])
                 ca, cb, cc = np.float64(conics[g, 0]), np.float64(conics[g, 1]), np.float64(conics[g, 2])
                 op = np.float64(opacities[g])
-                px0, px1, py0, py1 = entry_box(mx, my, ca, cb, cc, op, x0, x1, y0, y1)
+                py0, py1, r2 = entry_rows(my, ca, cb, cc, op, y0, y1)
                 for py in range(py0, py1):
                     dy = my - (py + 0.5)
+                    px0, px1 = row_span(mx, dy, ca, cb, cc, r2, x0, x1)
                     for px in range(px0, px1):
                         k = (py - y0) * TILE + (px - x0)
                         if done[k]:
