@@ -16,8 +16,9 @@ import numpy as np
 import pytest
 import torch
 
-from coseg.render import rasterization
-from coseg.render._reference import _project, _rasterization
+from coseg.render import rasterization, unproject_features, visible_set
+from coseg.render._reference import (ALPHA_MAX, ALPHA_MIN, T_MIN, TILE_SIZE, _project, _rasterization,
+                                     _unproject_features, _visible_set)
 
 BASE_SEED = int(os.environ.get("COSEG_TEST_SEED", time.time_ns() % 1_000_000))
 SEEDS = [BASE_SEED + k for k in range(2)]
@@ -260,3 +261,112 @@ def test_reference_projection_is_independent_of_tiles():
                     torch.full((1, 3), 0.05, dtype=torch.float64), torch.eye(4, dtype=torch.float64),
                     K, 17, 13, 0.2)
     assert proj["index"].tolist() == [0]
+
+
+def _bilinear(fmap: np.ndarray, x: float, y: float, width: int, height: int) -> np.ndarray:
+    """F at image point (x, y): pixel centre mapped into the feature grid, edges clamped."""
+    fh, fw = fmap.shape[:2]
+    u = min(max(x * fw / width - 0.5, 0.0), fw - 1.0)
+    v = min(max(y * fh / height - 0.5, 0.0), fh - 1.0)
+    q0, r0 = int(u), int(v)
+    q1, r1 = min(q0 + 1, fw - 1), min(r0 + 1, fh - 1)
+    fu, fv = u - q0, v - r0
+    top = fmap[r0, q0] * (1 - fu) + fmap[r0, q1] * fu
+    return top * (1 - fv) + (fmap[r1, q0] * (1 - fu) + fmap[r1, q1] * fu) * fv
+
+
+def brute_force_unprojection(scene_views, geometry, width, height, feature_maps):
+    """Algorithm 1 as a scalar loop over pixels and Gaussians (projection from the reference)."""
+    n = geometry["means"].shape[0]
+    buffer = np.zeros((n, feature_maps[0].shape[2]))
+    counts = np.zeros(n, np.int64)
+    g64 = {k: v.double() for k, v in geometry.items()}
+    for (viewmat, K), fmap in zip(scene_views, feature_maps):
+        proj = _project(g64["means"], g64["quats"], g64["scales"], viewmat.double(), K.double(),
+                        width, height, 0.2)
+        index = proj["index"].tolist()
+        depth = proj["depths"].tolist()
+        order = sorted(range(len(index)), key=lambda k: (depth[index[k]], index[k]))
+        for j in range(height):
+            for i in range(width):
+                trans = 1.0
+                for k in order:
+                    g = index[k]
+                    x0, x1, y0, y1 = proj["tiles"][k].tolist()
+                    if not (x0 <= i // TILE_SIZE < x1 and y0 <= j // TILE_SIZE < y1):
+                        continue
+                    mx, my = proj["means2d"][g].tolist()
+                    ca, cb, cc = proj["conics"][k].tolist()
+                    dx, dy = mx - (i + 0.5), my - (j + 0.5)
+                    power = -0.5 * (ca * dx * dx + cc * dy * dy) - cb * dx * dy
+                    alpha = min(ALPHA_MAX, float(g64["opacities"][g]) * math.exp(power))
+                    if power > 0 or alpha < ALPHA_MIN:
+                        continue
+                    if trans * (1 - alpha) < T_MIN:
+                        break
+                    buffer[g] += alpha * trans * _bilinear(fmap, i + 0.5, j + 0.5, width, height)
+                    counts[g] += 1
+                    trans *= 1 - alpha
+    return buffer / (counts[:, None] + 1e-8), counts
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("feature_size", [(10, 12), (4, 5), (13, 17)])
+def test_unprojection_matches_brute_force_and_reference(seed, feature_size):
+    w, h, c = 12, 10, 6
+    scene = make_scene(seed, w, h, n=25, opacity_range=(0.3, 0.99))
+    rng = np.random.default_rng(seed + 3)
+    views = [(scene["viewmat"], scene["K"]), make_camera(rng, w, h)]
+    maps = [rng.normal(0, 1, (*feature_size, c)).astype(np.float32) for _ in views]
+    geometry = {k: scene[k] for k in ("means", "quats", "scales", "opacities")}
+    viewmats = torch.stack([v for v, _ in views])
+    Ks = torch.stack([k for _, k in views])
+    feats, counts = unproject_features(*geometry.values(), viewmats, Ks, w, h, iter(maps))
+    feats_ref, counts_ref = _unproject_features(*geometry.values(), viewmats, Ks, w, h, maps)
+    feats_bf, counts_bf = brute_force_unprojection(views, geometry, w, h, maps)
+    assert counts.dtype == np.int64 and feats.dtype == np.float32 and feats.shape == (25, c)
+    assert counts_bf.sum() > 0
+    np.testing.assert_array_equal(counts_ref, counts_bf)
+    np.testing.assert_allclose(feats_ref, feats_bf, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(counts, counts_bf)
+    np.testing.assert_allclose(feats, feats_bf, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_visible_set_matches_reference(seed):
+    scene = make_scene(seed, 40, 24, n=60)
+    args = [scene[k] for k in ("means", "quats", "scales", "opacities")]
+    ours = visible_set(*args, scene["viewmat"], scene["K"], 40, 24)
+    ref = _visible_set(*args, scene["viewmat"], scene["K"], 40, 24)
+    np.testing.assert_array_equal(np.asarray(ours), ref.numpy())
+    _, _, meta = _rasterization(*args, scene["colors"], scene["viewmat"], scene["K"], 40, 24)
+    np.testing.assert_array_equal(ref.numpy(), np.flatnonzero(meta["contrib"].numpy() > 0))
+
+
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="numba limited to one thread")
+def test_unprojection_deterministic_across_thread_counts():
+    scene = make_scene(BASE_SEED, 48, 40, n=300)
+    fmap = np.random.default_rng(BASE_SEED).normal(0, 1, (20, 24, 64)).astype(np.float32)
+    args = [scene[k] for k in ("means", "quats", "scales", "opacities")]
+    results = []
+    previous = numba.get_num_threads()
+    try:
+        for n_threads in (1, 2):
+            numba.set_num_threads(n_threads)
+            results.append(unproject_features(*args, scene["viewmat"], scene["K"], 48, 40, [fmap]))
+    finally:
+        numba.set_num_threads(previous)
+    np.testing.assert_array_equal(results[0][0], results[1][0])
+    np.testing.assert_array_equal(results[0][1], results[1][1])
+
+
+def test_unprojection_bad_input():
+    scene = make_scene(BASE_SEED, 8, 8)
+    args = [scene[k] for k in ("means", "quats", "scales", "opacities")]
+    good = np.zeros((8, 8, 4), np.float32)
+    with pytest.raises(ValueError, match="scales"):
+        unproject_features(args[0], args[1], -args[2], args[3], scene["viewmat"], scene["K"], 8, 8, [good])
+    with pytest.raises(ValueError, match=r"feature.map"):
+        unproject_features(*args, scene["viewmat"], scene["K"], 8, 8, [np.full((8, 8, 4), np.nan, np.float32)])
+    with pytest.raises(ValueError, match=r"feature.map"):
+        unproject_features(*args, scene["viewmat"], scene["K"], 8, 8, [good, good])
