@@ -97,7 +97,7 @@ def _room_path(layout: Layout, n: int, rng: np.random.Generator) -> list[np.ndar
 
 
 def _object_path(layout: Layout, n: int, hfov_deg: float, rng: np.random.Generator) -> list[np.ndarray]:
-    """A ring around the object group with elevations of 10-60 degrees, looking at its centre."""
+    """A ring around the object group at elevations of about 5-65 degrees, looking at its centre."""
     lo, hi = layout.bounds
     center = (lo + hi) / 2
     radius = 0.5 * np.linalg.norm(hi - lo)

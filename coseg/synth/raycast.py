@@ -10,6 +10,7 @@ normals (the tessellation of curved primitives shows as facets).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -60,10 +61,8 @@ class Renderer:
     def render(self, view: View) -> Render:
         """Ray-cast `view` (pixel centres, z-depth, GT classes and instances)."""
         H, W = view.height, view.width
-        j, i = np.mgrid[0:H, 0:W]
-        d_cam = np.stack([(i + 0.5 - view.cx) / view.fx, (j + 0.5 - view.cy) / view.fy, np.ones((H, W))], -1)
         # Camera-space z of every direction is 1, so the ray parameter t is the z-depth.
-        dirs = d_cam.reshape(-1, 3) @ view.c2w[:3, :3].T
+        dirs = _camera_directions(W, H, view.fx, view.fy, view.cx, view.cy) @ view.c2w[:3, :3].T
         origin = np.broadcast_to(view.c2w[:3, 3], dirs.shape)
         rays = np.concatenate([origin, dirs], 1).astype(np.float32)
         hit = self.scene.cast_rays(o3d.core.Tensor(rays))
@@ -116,3 +115,12 @@ class Renderer:
         base = albedo(points, self._pattern[piece], self._color_a[piece], self._color_b[piece],
                       self._scale[piece], self._seed[piece])
         return base * irradiance[:, None]
+
+
+@functools.lru_cache(maxsize=4)
+def _camera_directions(width: int, height: int, fx: float, fy: float, cx: float, cy: float) -> np.ndarray:
+    """[H * W, 3] camera-space ray directions through the pixel centres, z = 1 (read-only)."""
+    j, i = np.mgrid[0:height, 0:width]
+    d = np.stack([(i + 0.5 - cx) / fx, (j + 0.5 - cy) / fy, np.ones((height, width))], -1).reshape(-1, 3)
+    d.setflags(write=False)
+    return d
