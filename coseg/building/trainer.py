@@ -13,7 +13,8 @@ from the checkpoint.
 Progress record keys: ``event`` ("step", "stopped", "done"), ``iteration``,
 ``iterations``, ``loss``, ``l1``, ``ssim``, ``psnr`` (held training view, every
 ``log_every`` steps and at the end, else None), ``num_gaussians``,
-``sh_degree``, ``its_per_s``, ``eta_s``, ``elapsed_s``, ``raster_s`` and
+``sh_degree``, ``its_per_s``, ``eta_s``, ``elapsed_s`` (wall), ``cpu_s``
+(process CPU time, all threads: comparable across machine loads), ``raster_s`` and
 ``rest_s`` (cumulative time in rasterisation forward+backward vs everything
 else), ``raster_share``, ``densify`` (counts of the last densification).
 """
@@ -141,7 +142,7 @@ def _train(scene: Scene, config: BuildConfig, run_dir: str | Path | RunDir,
         params = create_params(gaussians, config.max_sh_degree)
         optimizer = create_optimizer(params, config, extent)
         state = strategy.initialize_state(len(gaussians))
-        start, elapsed0, raster0, rest0 = 0, 0.0, 0.0, 0.0
+        start, elapsed0, raster0, rest0, cpu0 = 0, 0.0, 0.0, 0.0, 0.0
         run.update_config("building", {"source": "train", "settings": config.to_dict(),
                                        "extent": extent, "init": init_report})
     else:
@@ -151,7 +152,7 @@ def _train(scene: Scene, config: BuildConfig, run_dir: str | Path | RunDir,
         state = ckpt["strategy_state"]
         restore_rng_states(ckpt["rng"])
         start = ckpt["iteration"]
-        elapsed0, raster0, rest0 = (ckpt["extra"][k] for k in ("elapsed_s", "raster_s", "rest_s"))
+        elapsed0, raster0, rest0, cpu0 = (ckpt["extra"][k] for k in ("elapsed_s", "raster_s", "rest_s", "cpu_s"))
         log.info("resuming %s from iteration %d", run.path, start)
 
     cams = scene.train_cameras
@@ -170,11 +171,12 @@ def _train(scene: Scene, config: BuildConfig, run_dir: str | Path | RunDir,
 
     def save(iteration: int) -> None:
         extra = {"config": config.to_dict(), "extent": extent, "elapsed_s": elapsed,
-                 "raster_s": raster_s, "rest_s": rest_s}
+                 "raster_s": raster_s, "rest_s": rest_s, "cpu_s": cpu0 + time.process_time() - cpu_start}
         save_checkpoint(run.checkpoints_dir, iteration, params, optimizer, state, extra,
                         keep=config.keep_checkpoints)
 
     elapsed, raster_s, rest_s = elapsed0, raster0, rest0
+    cpu_start = time.process_time()
     recent: deque[float] = deque(maxlen=50)
     densify: dict[str, int] = {}
     iteration = start
@@ -223,7 +225,7 @@ def _train(scene: Scene, config: BuildConfig, run_dir: str | Path | RunDir,
             "psnr": held_psnr() if (iteration % config.log_every == 0 or final) else None,
             "num_gaussians": int(params["means"].shape[0]), "sh_degree": sh_degree,
             "its_per_s": its, "eta_s": (config.iterations - iteration) / its, "elapsed_s": elapsed,
-            "raster_s": raster_s, "rest_s": rest_s,
+            "raster_s": raster_s, "rest_s": rest_s, "cpu_s": cpu0 + time.process_time() - cpu_start,
             "raster_share": raster_s / max(raster_s + rest_s, 1e-9), "densify": densify,
         }
         if final:
@@ -238,6 +240,7 @@ def _train(scene: Scene, config: BuildConfig, run_dir: str | Path | RunDir,
         "completed": not stopped and iteration >= config.iterations, "iterations": iteration,
         "num_gaussians": len(gaussians), "train_time_s": elapsed, "raster_s": raster_s,
         "rest_s": rest_s, "raster_share": raster_s / max(raster_s + rest_s, 1e-9),
+        "train_cpu_s": cpu0 + time.process_time() - cpu_start,
         "its_per_s": iteration / max(elapsed, 1e-9), "peak_rss_mb_train": peak_rss_mb(),
         "train_view_psnr": record.get("psnr"),
     }
