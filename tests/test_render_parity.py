@@ -7,6 +7,7 @@ pixel, so the scenes are small.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import time
@@ -370,3 +371,25 @@ def test_unprojection_bad_input():
         unproject_features(*args, scene["viewmat"], scene["K"], 8, 8, [np.full((8, 8, 4), np.nan, np.float32)])
     with pytest.raises(ValueError, match=r"feature.map"):
         unproject_features(*args, scene["viewmat"], scene["K"], 8, 8, [good, good])
+
+
+def test_bench_quick_mode_table_and_json(capsys, tmp_path):
+    from coseg.bench import format_table
+    from coseg.cli import main
+
+    assert main(["bench", "--quick", "--json"]) == 0
+    results = json.loads(capsys.readouterr().out)
+    rows = {(r["backend"], r["width"], r["height"], r["channels"]) for r in results["rows"]}
+    assert rows == {("cpu", 32, 24, 3), ("cpu", 32, 24, 64), ("reference", 16, 16, 3),
+                    ("reference", 16, 16, 64), ("cpu", 16, 16, 3), ("cpu", 16, 16, 64)}
+    for r in results["rows"]:
+        times = [r[k] for k in ("forward_ms", "backward_ms", "forward_backward_ms", "unproject_ms")]
+        assert all(math.isfinite(t) and t > 0 for t in times)
+    assert [s["channels"] for s in results["speedups"]] == [3, 64]
+    assert results["machine"]["numba_threads"] >= 1 and results["machine"]["cores"] >= 1
+    table = format_table(results).splitlines()
+    assert sum(line.startswith(("cpu ", "reference ")) for line in table) == 6
+    assert sum("speed-up cpu vs reference" in line for line in table) == 2
+    assert any("no --run RUN given" in line for line in table)
+    assert main(["bench", "--quick", "--run", str(tmp_path)]) == 1
+    assert "not a run folder" in capsys.readouterr().err

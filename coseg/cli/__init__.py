@@ -16,7 +16,7 @@ import sys
 from coseg.errors import CosegError
 
 #: Subcommand modules, in --help order.
-COMMANDS = ["synth", "info", "build", "eval", "render", "pretrain_spatial", "edit"]
+COMMANDS = ["synth", "info", "build", "eval", "render", "pretrain_spatial", "edit", "bench"]
 
 
 def build_parser() -> argparse.ArgumentParser:
