@@ -26,11 +26,13 @@ def run(args) -> int:
     from tqdm import tqdm
 
     from coseg.synth import SynthConfig, generate, parse_size
+    from coseg.synth.writer import check_target
 
     width, height = parse_size(args.size)
     cfg = SynthConfig(seed=args.seed, views=args.views, test_views=args.test_views,
                       width=width, height=height, kind=args.kind)
     cfg.validate()
+    check_target(args.out.absolute(), args.force)
     with tqdm(total=args.views + args.test_views, unit="view", desc="synth", leave=False) as bar:
         summary = generate(args.out, cfg, force=args.force, progress=lambda done, total: bar.update(1))
     print(f"{summary['path']}: {summary['views']['train']} train + {summary['views']['test']} test views, "

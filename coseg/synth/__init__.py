@@ -26,7 +26,7 @@ from coseg.synth.labels import (STUFF, LabelConsistency, LabelNoiseConfig, confu
                                 simulate_labels)
 from coseg.synth.layout import build_layout
 from coseg.synth.raycast import Renderer
-from coseg.synth.writer import staging, write_classes, write_transforms, write_view
+from coseg.synth.writer import check_target, staging, write_classes, write_transforms, write_view
 
 __all__ = ["generate", "SynthConfig", "LabelNoiseConfig", "parse_size"]
 
@@ -54,6 +54,7 @@ def generate(out_dir: str | Path, config: SynthConfig | None = None, *, force: b
     """
     cfg = config or SynthConfig()
     cfg.validate()
+    check_target(Path(out_dir).absolute(), force)
     start = time.perf_counter()
     layout = build_layout(cfg.kind, np.random.default_rng([cfg.seed, 0]))
     views = make_views(layout, cfg.views, cfg.test_views, cfg.width, cfg.height, cfg.hfov_deg,
