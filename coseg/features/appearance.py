@@ -86,7 +86,7 @@ class AppearanceExtractor:
             mean = uniform_filter(lab, size=(win, win, 1), mode="reflect")
             std = np.sqrt(np.maximum(uniform_filter(sq, size=(win, win, 1), mode="reflect") - mean**2, 0.0))
             surround = uniform_filter(lab, size=(4 * win, 4 * win, 1), mode="reflect")
-            tex = np.sqrt(uniform_filter(energy, size=(win, win, 1), mode="reflect"))
+            tex = np.sqrt(np.maximum(uniform_filter(energy, size=(win, win, 1), mode="reflect"), 0.0))
             sl = (slice(t // 2, None, t), slice(t // 2, None, t))
             feats = np.concatenate([mean[sl], std[sl], mean[sl] - surround[sl], tex[sl], pos[sl]], axis=-1)
             maps.append(np.ascontiguousarray(feats, np.float32))

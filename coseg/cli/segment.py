@@ -1,0 +1,167 @@
+"""`coseg segment RUN` and `coseg run SCENE --out RUN` (build + segment + eval).
+
+Ctrl-C stops after the current iteration and writes a checkpoint; `--resume`
+continues it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+import threading
+from pathlib import Path
+
+from coseg.errors import CosegError
+
+log = logging.getLogger(__name__)
+
+
+def _segment_args(p) -> None:
+    g = p.add_argument_group("segmentation")
+    g.add_argument("--field", choices=["coseg", "per-gaussian"], default="coseg",
+                   help="segmentation field: the paper's decoder or the Gaussian Grouping baseline")
+    g.add_argument("--seg-iterations", type=int, default=6000, help="segmentation iterations (paper: 6000)")
+    g.add_argument("--extractor", choices=["auto", "dino", "appearance"], default="auto",
+                   help="2D features (auto: DINO if its weights are present, else appearance)")
+    g.add_argument("--dino-weights", type=Path, help="DINO checkpoint path (default: the torch hub cache)")
+    g.add_argument("--loss", choices=["js", "ce"], default="js", help="pixel loss (ce: ablation)")
+    g.add_argument("--pi-label", type=float, help="JS loss weight of the raw label (default 0.5)")
+    g.add_argument("--no-dino", action="store_true", help="ablation: no unprojected 2D features")
+    g.add_argument("--no-spatial", action="store_true", help="ablation: no RandLA-Net spatial features")
+    g.add_argument("--single-scale", action="store_true", help="ablation: one fusion level")
+    g.add_argument("--attendance-tau", type=float, help="attendance-rate pruning threshold (default 1e-6)")
+    g.add_argument("--spatial-weights", default="shipped",
+                   help='RandLA-Net weights: "shipped", "random" or a checkpoint path')
+    g.add_argument("--seg-seed", type=int, default=0, help="seed of the segmentation stage")
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("segment", help="learn the segmentation field of a built run (CoSegGaussians)",
+                       description="Segmentation Learning Stage: features, unprojection, spatial "
+                                   "encoder, fusion decoder, CoSeg loss. Writes segmented.ply.")
+    p.add_argument("run", type=Path, help="run folder with gaussians.ply (from coseg build)")
+    p.add_argument("--resume", action="store_true", help="continue from the stage's checkpoint")
+    p.add_argument("--no-eval", action="store_true", help="skip the test-view evaluation")
+    _segment_args(p)
+    p.set_defaults(func=run_segment)
+
+    r = sub.add_parser("run", help="build + segment + evaluate a scene in one go",
+                       description="coseg build SCENE --out RUN, then coseg segment RUN, then coseg eval RUN.")
+    r.add_argument("scene", type=Path, help="scene folder")
+    r.add_argument("--out", type=Path, required=True, help="run folder to create")
+    r.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
+    r.add_argument("--iterations", type=int, help="building iterations")
+    r.add_argument("--import-ply", type=Path, metavar="FILE", help="skip training: import a trained .ply")
+    _segment_args(r)
+    r.set_defaults(func=run_pipeline)
+
+
+def config_from_args(args):
+    from coseg.segment.config import SegmentConfig
+    from coseg.segment.losses import CoSegLossConfig
+
+    loss = {"pixel_loss": args.loss}
+    if args.pi_label is not None:
+        loss["pi_label"] = args.pi_label
+    values = dict(field=args.field, iterations=args.seg_iterations, extractor=args.extractor,
+                  use_dino=not args.no_dino, use_spatial=not args.no_spatial,
+                  single_scale=args.single_scale, spatial_weights=args.spatial_weights,
+                  seed=args.seg_seed, loss=CoSegLossConfig(**loss))
+    if args.dino_weights is not None:
+        values["dino_weights"] = str(args.dino_weights)
+    if args.attendance_tau is not None:
+        values["attendance_tau"] = args.attendance_tau
+    return SegmentConfig(**values)
+
+
+@contextlib.contextmanager
+def stop_on_sigint():
+    """A threading.Event set by the first Ctrl-C (a second one aborts)."""
+    stop = threading.Event()
+
+    def handler(signum, frame):
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        log.warning("stopping after the current iteration (Ctrl-C again to abort)")
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def drive_segmentation(run_dir: Path, config, resume: bool = False) -> dict:
+    """Run the stage with a progress bar; returns the final record."""
+    from tqdm import tqdm
+
+    from coseg.run import RunDir
+    from coseg.segment.stage import segment
+
+    run = RunDir.open(run_dir)
+    last: dict = {}
+    bar = None
+    with stop_on_sigint() as stop, run.lock(), run.log_to_file():
+        for rec in segment(run_dir, config, stop, resume=resume):
+            stage = rec["stage"]
+            if stage in ("features", "spatial"):
+                if rec["view"] == 1:
+                    log.info("%s: %d views", "2D features" if stage == "features" else "spatial encoder",
+                             rec["views"])
+            elif stage == "train":
+                if bar is None:
+                    bar = tqdm(total=rec["iterations"], unit="it", dynamic_ncols=True, desc="segment")
+                bar.update(rec["iteration"] - bar.n)
+                bar.set_postfix(loss=f"{rec['loss']:.4f}", pix=f"{rec['pix']:.4f}", reg=f"{rec['reg']:.4f}",
+                                refresh=False)
+            last = rec
+        if bar is not None:
+            bar.close()
+    if last.get("stage") == "stopped":
+        print(f"stopped at iteration {last['iteration']} (resume with: coseg segment {run_dir} --resume)")
+    return last
+
+
+def _print_eval(run_dir: Path) -> None:
+    import argparse
+
+    from coseg.cli import eval as eval_cli
+
+    eval_cli.run(argparse.Namespace(run=Path(run_dir), scene=None, backend="auto"))
+
+
+def run_segment(args) -> int:
+    last = drive_segmentation(args.run, config_from_args(args), resume=args.resume)
+    if last.get("stage") != "done":
+        return 0 if last.get("stage") == "stopped" else 1
+    print(f"segmented: {last.get('kept')} Gaussians in {len(last.get('segments', {}))} segments, "
+          f"{last.get('segmentation_total_s', 0):.0f} s -> {Path(args.run) / 'segmented.ply'}")
+    if not args.no_eval:
+        _print_eval(args.run)
+    return 0
+
+
+def run_pipeline(args) -> int:
+    from coseg.cli import build as build_cli
+
+    rc = build_cli.run(_build_namespace(args))
+    if rc:
+        return rc
+    if not (Path(args.out) / "gaussians.ply").exists():
+        raise CosegError(f"{args.out}: the building stage did not finish; resume it with "
+                         f"coseg build --resume {args.out}, then run coseg segment {args.out}")
+    last = drive_segmentation(args.out, config_from_args(args))
+    if last.get("stage") == "done":
+        _print_eval(args.out)
+    return 0
+
+
+def _build_namespace(args):
+    import argparse
+
+    return argparse.Namespace(
+        scene=args.scene, out=args.out, resume=None, import_ply=args.import_ply,
+        overwrite=args.overwrite, iterations=args.iterations, downscale=None, seed=None,
+        max_sh_degree=None, max_gaussians=None, backend=None, set=[])

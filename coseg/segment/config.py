@@ -1,0 +1,70 @@
+"""Settings of the Segmentation Learning Stage (every one lands in config.json).
+
+Paper values where the paper gives them (6K iterations, Adam lr 1e-3, PCA to
+64-d, λpix 0.8 / λreg 0.2, regulariser on scales 3 and 4); the rest is ours
+and documented in docs/method.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import asdict, dataclass
+
+from coseg.segment.losses import CoSegLossConfig
+
+
+@dataclass
+class SegmentConfig:
+    """Segmentation-stage settings."""
+
+    field: str = "coseg"
+    """"coseg" (feature unprojection + fusion decoder) or "per-gaussian" (Gaussian Grouping baseline)."""
+    iterations: int = 6000
+    """Training iterations, one training view per iteration (paper: 6K)."""
+    lr: float = 1e-3
+    """Adam learning rate of the decoder (paper)."""
+    extractor: str = "auto"
+    """2D feature extractor: "auto" (DINO if its weights are present, else appearance), "dino", "appearance"."""
+    dino_weights: str | None = None
+    """Path of a DINO checkpoint (default: the local torch hub cache)."""
+    feature_dim: int = 64
+    """PCA width of every feature scale (paper: 64)."""
+    attendance_tau: float = 1e-6
+    """Attendance-rate threshold τ: Gaussians blended into fewer than τ·V·H·W training pixels are pruned."""
+    use_dino: bool = True
+    """False: the `--no-dino` ablation (no unprojected 2D features)."""
+    use_spatial: bool = True
+    """False: the `--no-spatial` ablation (no RandLA-Net features)."""
+    single_scale: bool = False
+    """True: the `--single-scale` ablation (one fusion level)."""
+    spatial_weights: str = "shipped"
+    """RandLA-Net weights: "shipped" (resources/weights/randla_synth.pt), "random", or a checkpoint path."""
+    decoder_widths: tuple[int, ...] = (32, 64, 128, 256)
+    """Shared-MLP widths of the fusion decoder at levels 1..4 (not in the paper)."""
+    loss: CoSegLossConfig = dataclasses.field(default_factory=CoSegLossConfig)
+    """Pixel loss and 3D regulariser settings."""
+    seed: int = 0
+    """Seed of view order, sampling and initialisation."""
+    log_every: int = 50
+    """Iterations between progress records."""
+    checkpoint_every: int = 1000
+    """Iterations between decoder checkpoints."""
+    infer_views: str = "train"
+    """Views whose visible sets are decoded to give every Gaussian its logits: "train" or "all"."""
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["decoder_widths"] = list(self.decoder_widths)
+        d["loss"]["reg_scales"] = list(self.loss.reg_scales)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "SegmentConfig":
+        d = dict(d)
+        loss = d.pop("loss", {}) or {}
+        if "reg_scales" in loss:
+            loss["reg_scales"] = tuple(loss["reg_scales"])
+        if "decoder_widths" in d:
+            d["decoder_widths"] = tuple(d["decoder_widths"])
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in d.items() if k in known}, loss=CoSegLossConfig(**loss))

@@ -1,0 +1,78 @@
+"""From a trained field to per-Gaussian segment ids and the run's output files.
+
+The fusion decoder works on one view's visible Gaussians at a time (the
+RandLA-Net hierarchy is built per view), so a Gaussian's stored logits are the
+mean of its decoder logits over every training view that sees it; the few
+kept Gaussians that no training view's visible set contains take the logits
+of their nearest decoded neighbour. The per-Gaussian baseline stores its own
+classified identities. The segment id of a Gaussian is the label id of its
+arg-max class, so segments are semantic classes with the input label ids.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+
+import numpy as np
+import torch
+
+log = logging.getLogger(__name__)
+
+
+def gaussian_logits(model) -> np.ndarray:
+    """[N_kept, C] float32 logits of every kept Gaussian."""
+    from scipy.spatial import cKDTree
+
+    with torch.no_grad():
+        if model.config.field != "coseg":
+            return model.field.gaussian_logits().numpy().astype(np.float32)
+        n, c = len(model.kept), len(model.labels.class_ids)
+        total = np.zeros((n, c), np.float64)
+        count = np.zeros(n, np.int64)
+        views = list(model.views)
+        others = [i for i in range(len(model.cams)) if i not in set(model.labels.labelled)]
+        if others:
+            from coseg.segment.prepare import encode_views
+
+            for rec in encode_views(model.cams, model.params, model.encoder, model.encoder is not None,
+                                    model.config.seed, others):
+                if rec.get("view_inputs") is not None:
+                    views.append(rec["view_inputs"])
+        for vi in views:
+            logits, _ = model.view_logits(vi)
+            np.add.at(total, vi.visible, logits.numpy())
+            np.add.at(count, vi.visible, 1)
+    seen = count > 0
+    out = np.zeros((n, c), np.float32)
+    out[seen] = (total[seen] / count[seen, None]).astype(np.float32)
+    if (~seen).any():
+        _, nearest = cKDTree(model.xyz[seen]).query(model.xyz[~seen], k=1)
+        out[~seen] = out[seen][nearest]
+        log.info("%d kept Gaussians outside every training view's visible set took their "
+                 "nearest neighbour's logits", int((~seen).sum()))
+    return out
+
+
+def write_segmentation(model) -> dict:
+    """Write segmentation.npz and segmented.ply; returns the metrics summary."""
+    from coseg.io.atomic import atomic_open
+    from coseg.io.ply import write_gaussians_ply
+
+    logits = gaussian_logits(model)
+    class_ids = model.labels.class_ids
+    segments = class_ids[np.argmax(logits, axis=1)].astype(np.int32)
+    with atomic_open(model.run.path / "segmentation.npz", "wb") as f:
+        buf = io.BytesIO()
+        np.savez(buf, logits=logits, kept=model.kept.astype(np.int64), class_ids=class_ids)
+        f.write(buf.getvalue())
+    segmented = model.gaussians.subset(model.kept)
+    segmented.segments = segments
+    write_gaussians_ply(segmented, model.run.path / "segmented.ply")
+    ids, counts = np.unique(segments, return_counts=True)
+    names = model.scene.classes
+    summary = dict(model.info)
+    summary["field"] = model.config.field
+    summary["segments"] = {int(i): {"class": names.get(int(i), str(int(i))), "gaussians": int(k)}
+                           for i, k in zip(ids, counts)}
+    return summary

@@ -1,0 +1,194 @@
+"""Inputs of the segmentation stage: labels, unprojected 2D features, spatial features.
+
+- Labels: the raw zero-shot label maps of the training views; class ids found
+  in them become the decoder's outputs (ids 255 and 65535 are "void").
+- 2D features (paper Sec. 3.2, Algorithm 1): every training image goes through
+  the feature extractor (4 scales), a PCA fitted on samples of all views
+  reduces each scale to 64-d and L2-normalises it, and the engine's
+  unprojection pass lifts the maps onto the Gaussians. The four scales are
+  bilinearly resized to the finest scale's grid and unprojected in one sweep
+  of 4·64 channels. Gaussians blended into fewer than τ·V·H·W training pixels
+  are pruned (attendance rate). The result is cached in the run folder.
+- Spatial features: the frozen RandLA-Net encoder runs once per training view
+  on that view's visible Gaussians; its outputs are kept in memory (float16).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from coseg.errors import InputError
+
+log = logging.getLogger(__name__)
+
+VOID_IDS = (255, 65535)
+
+
+@dataclass
+class LabelSet:
+    """Which classes the decoder predicts and which views supervise it."""
+
+    class_ids: np.ndarray
+    """[C] label ids found in the training labels, sorted; output k means class_ids[k]."""
+    lut: np.ndarray
+    """[max_id + 1] label id -> output index, -1 for void."""
+    labelled: list[int]
+    """Indices (into the training cameras) of the views that have a label map."""
+    missing: int
+    """Training views without a label map (skipped by the pixel loss)."""
+
+    def to_index(self, labels: np.ndarray) -> np.ndarray:
+        """[H, W] label ids -> [H, W] int64 output indices (-1 = void / unknown)."""
+        out = np.full(labels.shape, -1, np.int64)
+        ok = (labels >= 0) & (labels < len(self.lut))
+        out[ok] = self.lut[labels[ok]]
+        return out
+
+
+def collect_labels(scene, cams) -> LabelSet:
+    """Scan the training label maps.
+
+    Raises:
+        InputError: no training view has labels, or the labels hold one class only.
+    """
+    found: set[int] = set()
+    labelled, missing = [], 0
+    for i, cam in enumerate(cams):
+        ids = scene.load_labels(cam)
+        if ids is None:
+            missing += 1
+            continue
+        labelled.append(i)
+        found.update(int(v) for v in np.unique(ids) if int(v) not in VOID_IDS)
+    if not labelled:
+        raise InputError(f"{scene.root}: no training view has a label map (labels/<stem>.png); "
+                         "the segmentation stage needs raw zero-shot labels")
+    if missing:
+        log.warning("%d of %d training views have no label map; they are skipped by the pixel loss",
+                    missing, len(cams))
+    if len(found) < 2:
+        raise InputError(f"{scene.root}: the training labels hold {len(found)} class "
+                         f"({sorted(found)}); segmentation needs at least two")
+    class_ids = np.array(sorted(found), np.int64)
+    lut = np.full(int(class_ids.max()) + 1, -1, np.int64)
+    lut[class_ids] = np.arange(len(class_ids))
+    return LabelSet(class_ids, lut, labelled, missing)
+
+
+def _resize_to(maps: list[np.ndarray], hw: tuple[int, int]) -> np.ndarray:
+    """Bilinearly resize 4 maps [h_n, w_n, D] to `hw` and concatenate -> [H', W', 4D]."""
+    out = []
+    for m in maps:
+        if m.shape[:2] != hw:
+            t = torch.from_numpy(np.ascontiguousarray(m, np.float32)).permute(2, 0, 1)[None]
+            t = torch.nn.functional.interpolate(t, size=hw, mode="bilinear", align_corners=False)
+            m = t[0].permute(1, 2, 0).numpy()
+        out.append(np.asarray(m, np.float32))
+    return np.ascontiguousarray(np.concatenate(out, axis=-1))
+
+
+def feature_cache_key(gaussians_path: Path, cams, extractor_name: str, config) -> str:
+    h = hashlib.sha256()
+    st = gaussians_path.stat()
+    h.update(f"{gaussians_path.resolve()}:{st.st_size}:{st.st_mtime_ns}".encode())
+    h.update(json.dumps([c.name for c in cams]).encode())
+    h.update(f"{extractor_name}:{config.feature_dim}:{config.seed}".encode())
+    return h.hexdigest()[:16]
+
+
+def unproject_scales(scene, cams, params: dict, extractor, config, cache_dir: Path,
+                     cache_key: str) -> Iterator[dict]:
+    """Extract, reduce and unproject 4 feature scales; yields progress, returns via `result`.
+
+    The final record has ``result = (f_d [N, 4*dim] float32, counts [N] int64)``.
+    """
+    from coseg.features.pca import FeatureReducer
+    from coseg.render import camera_tensors, unproject_features
+
+    cache = cache_dir / f"unprojected-{cache_key}.npz"
+    if cache.exists():
+        with np.load(cache) as z:
+            log.info("unprojected features loaded from %s", cache)
+            yield {"stage": "unproject", "cached": True,
+                   "result": (z["features"].astype(np.float32), z["counts"].astype(np.int64))}
+            return
+    reducer = FeatureReducer(extractor, dim=config.feature_dim, seed=config.seed,
+                             spill_dir=cache_dir / "spill")
+    import time
+
+    t0 = time.perf_counter()
+    for i in reducer.fit(lambda k: scene.load_image(cams[k]), len(cams)):
+        yield {"stage": "features", "view": i + 1, "views": len(cams)}
+    extract_s = time.perf_counter() - t0
+    viewmats, Ks = zip(*(camera_tensors(c) for c in cams))
+    first_hw: list[tuple[int, int]] = []
+
+    def maps() -> Iterator[np.ndarray]:
+        for _, reduced in reducer.transform_views():
+            hw = first_hw[0] if first_hw else reduced[0].shape[:2]
+            first_hw[:] = [hw]
+            yield _resize_to(reduced, hw)
+
+    t1 = time.perf_counter()
+    features, counts = unproject_features(
+        params["means"], params["quats"], params["scales"], params["opacities"],
+        torch.stack(viewmats), torch.stack(Ks), cams[0].width, cams[0].height, maps())
+    unproject_s = time.perf_counter() - t1
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    from coseg.io.atomic import atomic_open
+
+    with atomic_open(cache, "wb") as f:
+        np.savez(f, features=features.astype(np.float16), counts=counts)
+    yield {"stage": "unproject", "cached": False, "extract_s": extract_s,
+           "extract_s_per_image": extract_s / max(len(cams), 1), "unproject_s": unproject_s,
+           "result": (np.asarray(features, np.float32), np.asarray(counts, np.int64))}
+
+
+@dataclass
+class ViewInputs:
+    """One training view's visible Gaussians and their frozen spatial features."""
+
+    cam_index: int
+    visible: np.ndarray
+    """[P] indices into the kept Gaussians, in the hierarchy's level-1 order."""
+    hierarchy: object
+    f_s: list[torch.Tensor] | None
+    f_e: torch.Tensor | None
+
+
+def encode_views(cams, params: dict, encoder, use_spatial: bool, seed: int,
+                 indices: list[int], scale: float = 1.0) -> Iterator[dict]:
+    """Visible set + frozen RandLA-Net encoding of each view; yields progress records.
+
+    Every record carries ``view_inputs`` (a `ViewInputs`), or None for a view
+    that sees no Gaussian.
+    """
+    from coseg.render import camera_tensors, visible_set
+    from coseg.segment.randla import build_hierarchy
+
+    means = params["means"].detach().numpy()
+    for j, i in enumerate(indices):
+        viewmat, K = camera_tensors(cams[i])
+        vis = np.asarray(visible_set(params["means"], params["quats"], params["scales"],
+                                     params["opacities"], viewmat, K, cams[i].width, cams[i].height))
+        rec = {"stage": "spatial", "view": j + 1, "views": len(indices), "view_inputs": None}
+        if len(vis) >= 2:
+            rng = np.random.default_rng([seed, i])
+            if use_spatial:
+                enc = encoder.encode(means[vis], rng=rng, scale=scale)
+                h = enc["hierarchy"]
+                f_s = [t.to(torch.float16) for t in enc["f_s"]]
+                f_e = enc["f_e"].to(torch.float16)
+            else:
+                h = build_hierarchy(means[vis], rng=rng)
+                f_s = f_e = None
+            rec["view_inputs"] = ViewInputs(i, vis[h.point_idx[0]], h, f_s, f_e)
+        yield rec
