@@ -104,7 +104,7 @@ RENDER_OUTPUTS: dict[str, Callable[[RenderContext, Camera], np.ndarray]] = {
 
 #: Modules of later stages imported before RENDER_OUTPUTS / METRIC_SECTIONS are used;
 #: on import each adds its entries to those dicts (one line per stage).
-EXTENSION_MODULES: list[str] = []
+EXTENSION_MODULES: list[str] = ["coseg.segment.outputs"]
 
 
 def load_extensions() -> None:
