@@ -101,7 +101,7 @@ def _object_path(layout: Layout, n: int, hfov_deg: float, rng: np.random.Generat
     lo, hi = layout.bounds
     center = (lo + hi) / 2
     radius = 0.5 * np.linalg.norm(hi - lo)
-    dist = 0.75 * radius / np.tan(0.85 * np.radians(hfov_deg) / 2)
+    dist = radius / np.tan(0.85 * np.radians(hfov_deg) / 2)
     phase = rng.uniform(0, 2 * np.pi)
     poses = []
     for i in range(n):
