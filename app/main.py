@@ -53,7 +53,7 @@ def _open(win, path: str) -> bool:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    from PySide6.QtWidgets import QApplication
+    from PySide6.QtWidgets import QApplication, QToolBar
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("CoSeg Studio")
@@ -63,6 +63,15 @@ def main(argv: list[str] | None = None) -> int:
     size = _size(args.size) or (1280, 720)
     win = MainWindow(size=size)
     win.headless = headless
+    if headless:
+        # The viewport alone, at exactly the requested size.
+        for dock in (win.segments_panel, win.properties_panel, win.log_dock):
+            dock.hide()
+        win.menuBar().hide()
+        win.statusBar().hide()
+        for bar in win.findChildren(QToolBar):
+            bar.hide()
+        win.canvas.native.setFixedSize(*size)
     win.show()
     app.processEvents()
     if args.path and not _open(win, args.path):
@@ -77,7 +86,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.benchmark:
         from app.benchmark import run_benchmark
 
-        win.canvas.native.resize(*size)
         app.processEvents()
         win.canvas.render_image(size)
         print(run_benchmark(win, app, args.frames, time.perf_counter() - _START))

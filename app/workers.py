@@ -6,7 +6,9 @@ request between steps (it then writes a checkpoint and yields a last record
 with ``event == "stopped"``). `GeneratorWorker` runs such a generator in its
 own QThread and turns it into Qt signals:
 
-- ``progress(dict)`` for every record,
+- ``progress(dict)`` for every record, at most one per `min_interval`
+  seconds (records in between are dropped from the signal, never from the
+  job; a GUI cannot show more and floods of cross-thread signals hurt),
 - ``finished(dict)`` with the last record (empty if none) when the generator ends,
 - ``failed(str)`` with a one-line message if it raises.
 
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 
 from PySide6.QtCore import QObject, QThread, Signal
@@ -39,6 +42,7 @@ class GeneratorWorker(QThread):
         cooperative: True when the generator honours the stop event itself
             (it then runs to its own end after `stop()`); False closes it at
             the next yield.
+        min_interval: least seconds between two ``progress`` signals.
     """
 
     progress = Signal(dict)
@@ -46,11 +50,12 @@ class GeneratorWorker(QThread):
     failed = Signal(str)
 
     def __init__(self, factory: JobFactory, name: str = "job", cooperative: bool = True,
-                 parent: QObject | None = None) -> None:
+                 min_interval: float = 0.02, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.factory = factory
         self.name = name
         self.cooperative = cooperative
+        self.min_interval = min_interval
         self.stop_event = threading.Event()
         self._running = threading.Event()
         self._running.set()
@@ -77,9 +82,13 @@ class GeneratorWorker(QThread):
         gen = None
         try:
             gen = self.factory(self.stop_event)
+            sent = -float("inf")
             for record in gen:
                 self.last = dict(record)
-                self.progress.emit(self.last)
+                now = time.monotonic()
+                if now - sent >= self.min_interval:
+                    self.progress.emit(self.last)
+                    sent = now
                 self._running.wait()
                 if self.stop_event.is_set() and not self.cooperative:
                     break

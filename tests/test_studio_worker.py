@@ -27,7 +27,7 @@ def _counting_job(n=1000, delay=0.002, log_to=None):
 def test_progress_signals_arrive_and_finish(qtbot):
     from app.workers import GeneratorWorker
 
-    worker = GeneratorWorker(_counting_job(n=5, delay=0.0), name="count")
+    worker = GeneratorWorker(_counting_job(n=5, delay=0.0), name="count", min_interval=0.0)
     records = []
     worker.progress.connect(records.append)
     with qtbot.waitSignal(worker.finished_with, timeout=10_000) as done:
@@ -62,6 +62,7 @@ def test_pause_holds_the_generator_and_non_cooperative_jobs_are_closed(qtbot):
             while True:
                 i += 1
                 steps.append(i)
+                time.sleep(0.001)
                 yield {"iteration": i}
         finally:
             closed.set()
@@ -115,3 +116,16 @@ def test_window_runs_a_job_in_the_log_dock_and_stops_it_on_close(make_main_windo
     win.close()
     assert not worker.isRunning()
     assert worker.last["event"] == "stopped"
+
+
+def test_progress_signals_are_throttled_but_the_last_record_is_kept(qtbot):
+    from app.workers import GeneratorWorker
+
+    worker = GeneratorWorker(_counting_job(n=2000, delay=0.0), name="fast", min_interval=0.05)
+    records = []
+    worker.progress.connect(records.append)
+    with qtbot.waitSignal(worker.finished_with, timeout=10_000) as done:
+        worker.start()
+    worker.wait()
+    assert 1 <= len(records) < 2000
+    assert done.args[0] == {"event": "done", "iteration": 2000, "iterations": 2000}

@@ -10,7 +10,9 @@ The draw order is refreshed only when the view has turned by more than
 `resort_angle_deg` or moved by more than `resort_fraction` of the scene radius;
 the sort runs on `DepthSorter`'s thread and the frame keeps the previous order
 until it arrives. While the camera moves, frames render at `moving_scale` of
-the resolution and a full-resolution frame follows once it rests.
+the resolution, adapted after every moving frame to keep it near
+`target_fps` (between `min_scale` and 1: software GL is fill-rate bound), and
+a full-resolution frame follows once the camera has rested for 200 ms.
 """
 
 from __future__ import annotations
@@ -44,7 +46,8 @@ class SplatCanvas(vispy_app.Canvas):
 
     resort_angle_deg = 2.0
     resort_fraction = 0.02
-    moving_scale = 0.5
+    target_fps = 15.0
+    min_scale = 0.25
 
     def __init__(self, parent=None, size: tuple[int, int] = (1280, 720)) -> None:
         super().__init__(app="pyside6", keys=None, vsync=False, size=size, parent=parent, show=False)
@@ -54,12 +57,14 @@ class SplatCanvas(vispy_app.Canvas):
         self.highlight = False
         self.reduce_while_moving = True
         self.scene_radius = 1.0
+        self.moving_scale = 0.5
+        self._last_draw = 0.0
         self._means = np.zeros((0, 3), np.float32)
         self._generation = 0
         self._sorted_view: np.ndarray | None = None
         self._press: tuple[float, float] | None = None
         self._dragged = False
-        self._last_motion = 0.0
+        self._moved_since_draw = False
         self._frames: deque[float] = deque(maxlen=120)
         self.fly_mode = False
         self._held: set[str] = set()
@@ -131,18 +136,31 @@ class SplatCanvas(vispy_app.Canvas):
 
     def on_draw(self, _event) -> None:
         frame = self.frame_params()
-        moving = self.reduce_while_moving and time.perf_counter() - self._last_motion < 0.15
+        moving = self.reduce_while_moving and self._moved_since_draw
+        self._moved_since_draw = False
+        now = time.perf_counter()
         if moving:
+            if self._was_moving:
+                self.adapt_scale(now - self._last_draw)
             self.renderer.draw_scaled(frame, self.moving_scale, frame.size)
             self._refine.start()
         else:
             self.renderer.draw(frame)
-        now = time.perf_counter()
+        self._was_moving = moving
+        self._last_draw = now
         self._frames.append(now)
         recent = [t for t in self._frames if now - t < 1.0]
         if len(recent) > 1:
             self.signals.fps_changed.emit((len(recent) - 1) / (recent[-1] - recent[0]))
         self.signals.frame_drawn.emit()
+
+    def adapt_scale(self, frame_seconds: float) -> None:
+        """Move `moving_scale` towards the resolution that draws at `target_fps`."""
+        budget = 1.0 / self.target_fps
+        if frame_seconds > budget:
+            self.moving_scale = max(self.min_scale, self.moving_scale * 0.8)
+        elif frame_seconds < 0.6 * budget:
+            self.moving_scale = min(1.0, self.moving_scale * 1.15)
 
     def on_resize(self, _event) -> None:
         self.update()
@@ -154,7 +172,7 @@ class SplatCanvas(vispy_app.Canvas):
 
     def camera_changed(self) -> None:
         """Call after any camera change: marks motion, maybe re-sorts, redraws."""
-        self._last_motion = time.perf_counter()
+        self._moved_since_draw = True
         self.request_sort()
         self.update()
 

@@ -2,19 +2,19 @@
 
 Every Gaussian is one point sprite: a screen-aligned square of side 2r around
 its projected mean, r = ceil(3 sqrt(lambda_max)) of the projected covariance,
-which is exactly the quad the 3DGS rasteriser covers. One vertex per Gaussian
+which is exactly the square the 3DGS rasteriser covers. One vertex per Gaussian
 (instead of four for a quad; vispy's default desktop GL binding has no
-instancing) matters on Mesa llvmpipe, whose vertex stage is single-threaded.
-Simplification: r is capped at half the GL's largest point size (255 px on
-llvmpipe, so r <= 127 px); a Gaussian wider than that on screen loses the
-tail beyond the cap (only visible very close up).
+instancing) and four attributes per vertex matter on Mesa llvmpipe, whose
+vertex stage is single-threaded. Simplification: r is capped at half the GL's
+largest point size (255 px on llvmpipe, so r <= 127 px); a Gaussian wider
+than that on screen loses the tail beyond the cap (only visible close up).
 
+The display colour (`a_color`: RGB, segment colour, overlay or feature colour,
+selection highlight, and the opacity, 0 for hidden Gaussians) is composed on
+the CPU by `display_colors` when the mode, selection or visibility changes,
+so the shader stays small; depth mode colours by camera depth in the shader.
 The draw order is an index buffer (one uint32 per Gaussian) replaced after
-every depth sort. Attributes that change often have their own buffers:
-`a_state` (selection / hidden) and `a_alt` (segment or feature colours), so a
-selection or recolour uploads N floats, not the model.
-
-Shaders are in `resources/shaders/splat.{vert,frag}`; see them for the maths.
+every depth sort.
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ from coseg.gaussians import Gaussians
 from coseg.sort import covariances_upper
 
 SHADER_DIR = Path(__file__).resolve().parents[2] / "resources" / "shaders"
-MODES = {"rgb": 0.0, "segmentation": 1.0, "overlay": 2.0, "depth": 3.0, "features": 4.0}
-STATE_SELECTED, STATE_HIDDEN = 1.0, 2.0
+MODES = ("rgb", "segmentation", "overlay", "depth", "features")
+HIGHLIGHT = np.array([1.0, 0.6, 0.1], np.float32)
 
 
 def load_shader(name: str) -> str:
@@ -39,6 +39,33 @@ def load_shader(name: str) -> str:
 
 def _f32(arr: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(arr, np.float32)
+
+
+def display_colors(mode: str, rgb: np.ndarray, alt: np.ndarray, opacities: np.ndarray,
+                   state: np.ndarray, highlight: bool) -> np.ndarray:
+    """Per-Gaussian colour and opacity as drawn.
+
+    Args:
+        mode: one of MODES ("depth" uses `rgb` here; the shader recolours it).
+        rgb: [N, 3] DC colours. alt: [N, 3] segment or feature colours.
+        opacities: [N]. state: [N] 0 normal, 1 selected, 2 hidden.
+        highlight: tint the selection and dim everything else.
+
+    Returns:
+        [N, 4] float32 RGBA; alpha 0 for hidden Gaussians.
+    """
+    if mode in ("segmentation", "features"):
+        col = alt.copy()
+    elif mode == "overlay":
+        col = 0.5 * (rgb + alt)
+    else:
+        col = rgb.copy()
+    if highlight:
+        selected = state == 1.0
+        col[selected] = 0.65 * col[selected] + 0.35 * HIGHLIGHT
+        col[~selected] *= 0.3
+    alpha = np.where(state > 1.5, 0.0, opacities)
+    return np.ascontiguousarray(np.concatenate([col, alpha[:, None]], axis=1), np.float32)
 
 
 @dataclass
@@ -70,6 +97,7 @@ class SplatRenderer:
         self._fbo: gloo.FrameBuffer | None = None
         self._fbo_tex: gloo.Texture2D | None = None
         self._buffers: dict[str, gloo.VertexBuffer] = {}
+        self._composed: tuple[str, bool] | None = None
 
     # ------------------------------------------------------------ buffers
     def set_gaussians(self, gaussians: Gaussians, alt_colors: np.ndarray) -> None:
@@ -81,24 +109,23 @@ class SplatRenderer:
         """
         n = len(gaussians)
         self.count = n
+        self._rgb = gaussians.colors
+        self._opacity = gaussians.opacities
+        self._alt = _f32(alt_colors)
+        self._state = np.zeros(n, np.float32)
+        self._composed = None
         if n == 0:
             self.index = None
             return
         cov = covariances_upper(gaussians)
-        p = self.program
         self._buffers = {
             "a_mean": gloo.VertexBuffer(_f32(gaussians.means)),
             "a_cov_a": gloo.VertexBuffer(_f32(cov[:, :3])),
             "a_cov_b": gloo.VertexBuffer(_f32(cov[:, 3:])),
-            "a_rgb": gloo.VertexBuffer(_f32(gaussians.colors)),
-            "a_opacity": gloo.VertexBuffer(_f32(gaussians.opacities[:, None])),
+            "a_color": gloo.VertexBuffer(np.zeros((n, 4), np.float32)),
         }
         for name, buf in self._buffers.items():
-            p[name] = buf
-        self._alt = gloo.VertexBuffer(_f32(alt_colors))
-        self._state = gloo.VertexBuffer(np.zeros((n, 1), np.float32))
-        p["a_alt"] = self._alt
-        p["a_state"] = self._state
+            self.program[name] = buf
         self.index = gloo.IndexBuffer(np.arange(n, dtype=np.uint32))
 
     def update_rows(self, gaussians: Gaussians, alt_colors: np.ndarray, rows: np.ndarray) -> None:
@@ -114,22 +141,22 @@ class SplatRenderer:
         lo, hi = int(rows.min()), int(rows.max()) + 1
         part = gaussians.subset(np.arange(lo, hi))
         cov = covariances_upper(part)
-        values = {"a_mean": part.means, "a_cov_a": cov[:, :3], "a_cov_b": cov[:, 3:],
-                  "a_rgb": part.colors, "a_opacity": part.opacities[:, None], "a_alt": alt_colors[lo:hi]}
-        for name, arr in values.items():
-            buf = self._alt if name == "a_alt" else self._buffers[name]
-            data = np.ascontiguousarray(arr, np.float32)
-            buf.set_subdata(data, offset=lo)
+        for name, arr in (("a_mean", part.means), ("a_cov_a", cov[:, :3]), ("a_cov_b", cov[:, 3:])):
+            self._buffers[name].set_subdata(_f32(arr), offset=lo)
+        self._rgb[lo:hi] = part.colors
+        self._opacity[lo:hi] = part.opacities
+        self._alt = _f32(alt_colors)
+        self._composed = None
 
     def set_alt_colors(self, colors: np.ndarray) -> None:
         """[N, 3] segment or feature colours for the non-RGB modes."""
-        if self.count:
-            self._alt.set_data(_f32(colors))
+        self._alt = _f32(colors)
+        self._composed = None
 
     def set_state(self, state: np.ndarray) -> None:
         """[N] float32 per-Gaussian state: 0 normal, 1 selected, 2 hidden."""
-        if self.count:
-            self._state.set_data(_f32(state[:, None]))
+        self._state = _f32(state)
+        self._composed = None
 
     def set_order(self, order: np.ndarray) -> None:
         """[N] uint32 draw order (first drawn first, i.e. back to front)."""
@@ -147,14 +174,18 @@ class SplatRenderer:
         gloo.clear(color=True, depth=True)
         if not self.count:
             return
+        key = ("rgb" if frame.mode == "depth" else frame.mode, frame.highlight)
+        if self._composed != key:
+            self._buffers["a_color"].set_data(display_colors(key[0], self._rgb, self._alt, self._opacity,
+                                                             self._state, frame.highlight))
+            self._composed = key
         p = self.program
         p["u_view"] = np.asarray(frame.viewmat, np.float32).T
         fx, fy, cx, cy = frame.focal
         p["u_focal"] = (fx, fy)
         p["u_principal"] = (cx, cy)
         p["u_size"] = (float(w), float(h))
-        p["u_mode"] = MODES[frame.mode]
-        p["u_highlight"] = 1.0 if frame.highlight else 0.0
+        p["u_depth_mode"] = 1.0 if frame.mode == "depth" else 0.0
         p["u_depth_range"] = self.depth_range
         p["u_max_radius"] = self.max_radius
         p.draw("points", self.index)
