@@ -144,6 +144,28 @@ def row_span(mx, dy, ca, cb, cc, r2, x0, x1):
     return px0, max(px0, px1)
 
 
+@nb.njit(inline="always")
+def span_gauss(mx, dy, ca, cb, cc, px0, px1, powers, gauss):
+    """powers[i], gauss[i] = exponent and exp of the entry's Gaussian at column px0 + i of a row.
+
+    The exponent is quadratic along the row, so consecutive values of exp() differ by a
+    ratio that itself changes by the constant factor exp(-ca): two exp() calls per row and
+    two multiplications per pixel (relative error ~1e-15 over a 16-pixel span).
+    """
+    if px1 <= px0:
+        return
+    dx = mx - (px0 + 0.5)
+    value = math.exp(-0.5 * (ca * dx * dx + cc * dy * dy) - cb * dx * dy)
+    ratio = math.exp(ca * dx - 0.5 * ca + cb * dy)
+    step = math.exp(-ca)
+    for i in range(px1 - px0):
+        dx = mx - (px0 + i + 0.5)
+        powers[i] = -0.5 * (ca * dx * dx + cc * dy * dy) - cb * dx * dy
+        gauss[i] = value
+        value *= ratio
+        ratio *= step
+
+
 @nb.njit(**_NB)
 def raster_fwd(tile_offsets, isect_gauss, means2d, conics, opacities, colors, background,
                width, height, out_img, out_t, out_last, entry_count):
@@ -170,6 +192,8 @@ def raster_fwd(tile_offsets, isect_gauss, means2d, conics, opacities, colors, ba
         last = np.zeros(TILE * TILE, np.int32)
         done = np.zeros(TILE * TILE, np.bool_)
         acc = np.zeros((TILE * TILE, n_ch), colors.dtype)
+        powers = np.empty(TILE)
+        gauss = np.empty(TILE)
         n_done = 0
         start = tile_offsets[tile]
         for e in range(start, tile_offsets[tile + 1]):
@@ -185,15 +209,12 @@ def raster_fwd(tile_offsets, isect_gauss, means2d, conics, opacities, colors, ba
             for py in range(py0, py1):
                 dy = my - (py + 0.5)
                 px0, px1 = row_span(mx, dy, ca, cb, cc, r2, x0, x1)
+                span_gauss(mx, dy, ca, cb, cc, px0, px1, powers, gauss)
                 for px in range(px0, px1):
                     k = (py - y0) * TILE + (px - x0)
-                    if done[k]:
+                    if done[k] or powers[px - px0] > 0.0:
                         continue
-                    dx = mx - (px + 0.5)
-                    power = -0.5 * (ca * dx * dx + cc * dy * dy) - cb * dx * dy
-                    if power > 0.0:
-                        continue
-                    alpha = min(ALPHA_MAX, op * math.exp(power))
+                    alpha = min(ALPHA_MAX, op * gauss[px - px0])
                     if alpha < ALPHA_MIN:
                         continue
                     t_next = trans[k] * (1.0 - alpha)

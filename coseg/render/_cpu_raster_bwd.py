@@ -19,12 +19,10 @@ is bitwise identical on every run and for every thread count.
 
 from __future__ import annotations
 
-import math
-
 import numba as nb
 import numpy as np
 
-from coseg.render._cpu_raster import ALPHA_MAX, ALPHA_MIN, TILE, entry_rows, row_span
+from coseg.render._cpu_raster import ALPHA_MAX, ALPHA_MIN, TILE, entry_rows, row_span, span_gauss
 
 _NB = dict(parallel=True, cache=True, nogil=True)
 
@@ -63,6 +61,8 @@ def raster_bwd(tile_offsets, isect_gauss, means2d, conics, opacities, colors, ba
         fixed = np.zeros(TILE * TILE)
         grad = np.zeros((TILE * TILE, n_ch))
         gcol = np.zeros(n_ch)
+        powers = np.empty(TILE)
+        gauss_row = np.empty(TILE)
         max_last = 0
         for py in range(y0, y1):
             for px in range(x0, x1):
@@ -95,15 +95,13 @@ def raster_bwd(tile_offsets, isect_gauss, means2d, conics, opacities, colors, ba
             for py in range(py0, py1):
                 dy = my - (py + 0.5)
                 px0, px1 = row_span(mx, dy, ca, cb, cc, r2, x0, x1)
+                span_gauss(mx, dy, ca, cb, cc, px0, px1, powers, gauss_row)
                 for px in range(px0, px1):
                     k = (py - y0) * TILE + (px - x0)
-                    if j >= last[k]:
+                    if j >= last[k] or powers[px - px0] > 0.0:
                         continue
                     dx = mx - (px + 0.5)
-                    power = -0.5 * (ca * dx * dx + cc * dy * dy) - cb * dx * dy
-                    if power > 0.0:
-                        continue
-                    gauss = math.exp(power)
+                    gauss = gauss_row[px - px0]
                     alpha = min(ALPHA_MAX, op * gauss)
                     if alpha < ALPHA_MIN:
                         continue

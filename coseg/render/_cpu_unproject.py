@@ -24,7 +24,7 @@ import math
 import numba as nb
 import numpy as np
 
-from coseg.render._cpu_raster import ALPHA_MAX, ALPHA_MIN, T_MIN, TILE, entry_rows, row_span
+from coseg.render._cpu_raster import ALPHA_MAX, ALPHA_MIN, T_MIN, TILE, entry_rows, row_span, span_gauss
 
 _NB = dict(parallel=True, cache=True, nogil=True)
 
@@ -79,6 +79,8 @@ def unproject_view(tile_offsets, isect_gauss, means2d, conics, opacities, fmap, 
         feat = np.empty((TILE * TILE, max(c1 - c0, 1)), np.float32)
         trans = np.empty(TILE * TILE)
         done = np.empty(TILE * TILE, np.bool_)
+        powers = np.empty(TILE)
+        gauss = np.empty(TILE)
         for tile in range(n_tiles):
             start = tile_offsets[tile]
             end = tile_offsets[tile + 1]
@@ -104,15 +106,12 @@ def unproject_view(tile_offsets, isect_gauss, means2d, conics, opacities, fmap, 
                 for py in range(py0, py1):
                     dy = my - (py + 0.5)
                     px0, px1 = row_span(mx, dy, ca, cb, cc, r2, x0, x1)
+                    span_gauss(mx, dy, ca, cb, cc, px0, px1, powers, gauss)
                     for px in range(px0, px1):
                         k = (py - y0) * TILE + (px - x0)
-                        if done[k]:
+                        if done[k] or powers[px - px0] > 0.0:
                             continue
-                        dx = mx - (px + 0.5)
-                        power = -0.5 * (ca * dx * dx + cc * dy * dy) - cb * dx * dy
-                        if power > 0.0:
-                            continue
-                        alpha = min(ALPHA_MAX, op * math.exp(power))
+                        alpha = min(ALPHA_MAX, op * gauss[px - px0])
                         if alpha < ALPHA_MIN:
                             continue
                         t_next = trans[k] * (1.0 - alpha)
