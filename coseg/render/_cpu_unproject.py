@@ -4,11 +4,12 @@ For every pixel p and every Gaussian i blended at p (the 3DGS forward rules), th
 kernel adds alpha_i(p) T_i(p) F(p) to the Gaussian's buffer row and 1 to its count.
 No per-pixel lists are stored.
 
-Parallelism and determinism: threads split the *channels*, not the tiles. Each
-thread sweeps all tiles in order and owns a disjoint block of buffer columns, so
-there are no write races and every buffer element is summed in the same order
-whatever the number of threads (the transmittance walk is recomputed per block,
-which is cheap next to the C-wide accumulation for the feature widths used here).
+Parallelism and determinism: tiles are processed in parallel in bands (runs of
+consecutive tiles whose intersection entries fit a fixed memory budget); each
+entry's sum is written to its own row of a per-band array, then the band's rows
+are added into the per-Gaussian buffer in entry order, threads owning disjoint
+channel blocks. No write races, and every buffer element is summed in the same
+order whatever the number of threads. Memory: the [N, C] buffer plus one band.
 
 Feature maps whose size (h, w) differs from the image are sampled bilinearly at
 the pixel centre mapped into the feature grid, the ``align_corners=False``
@@ -58,70 +59,84 @@ def _sample_tile(fmap, x0, x1, y0, y1, width, height, c0, c1, feat):
 
 
 @nb.njit(**_NB)
-def unproject_view(tile_offsets, isect_gauss, means2d, conics, opacities, fmap, width, height,
-                   n_blocks, buffer, counts):
-    """Add one view's alpha * T * F(p) into buffer [N, C] and its blended-pixel counts into counts [N].
+def unproject_band(tile_offsets, isect_gauss, means2d, conics, opacities, fmap, width, height,
+                   tile0, tile1, entry_feat, entry_count):
+    """Per-entry sums of alpha * T * F(p) and blended-pixel counts for tiles [tile0, tile1).
 
     Args:
         tile_offsets, isect_gauss: from `bin_gaussians`.
         means2d [N, 2], conics [N, 3], opacities [N]: projected Gaussians.
-        fmap [h, w, C] float32 feature map of the view. width, height: image size.
-        n_blocks: number of channel blocks processed in parallel (results do not depend on it).
-        buffer [N, C] float32, counts [N] int64: accumulated in place.
+        fmap [h, w, C] float32 feature map. width, height: image size.
+        entry_feat [>= M_band, C] float32, entry_count [>= M_band] int64: outputs, row
+            e - tile_offsets[tile0] for entry e of the band.
     """
     n_ch = fmap.shape[2]
     tiles_x = (width + TILE - 1) // TILE
-    n_tiles = tile_offsets.shape[0] - 1
+    base = tile_offsets[tile0]
+    for tile in nb.prange(tile0, tile1):
+        start = tile_offsets[tile]
+        end = tile_offsets[tile + 1]
+        for e in range(start, end):
+            entry_count[e - base] = 0
+            for c in range(n_ch):
+                entry_feat[e - base, c] = 0.0
+        if end == start:
+            continue
+        x0 = (tile % tiles_x) * TILE
+        y0 = (tile // tiles_x) * TILE
+        x1 = min(x0 + TILE, width)
+        y1 = min(y0 + TILE, height)
+        n_pix = (x1 - x0) * (y1 - y0)
+        feat = np.empty((TILE * TILE, n_ch), np.float32)
+        _sample_tile(fmap, x0, x1, y0, y1, width, height, 0, n_ch, feat)
+        trans = np.ones(TILE * TILE)
+        done = np.zeros(TILE * TILE, np.bool_)
+        powers = np.empty(TILE)
+        gauss = np.empty(TILE)
+        n_done = 0
+        for e in range(start, end):
+            if n_done == n_pix:
+                break
+            g = isect_gauss[e]
+            mx, my = np.float64(means2d[g, 0]), np.float64(means2d[g, 1])
+            ca, cb, cc = np.float64(conics[g, 0]), np.float64(conics[g, 1]), np.float64(conics[g, 2])
+            op = np.float64(opacities[g])
+            py0, py1, r2 = entry_rows(my, ca, cb, cc, op, y0, y1)
+            row = e - base
+            for py in range(py0, py1):
+                dy = my - (py + 0.5)
+                px0, px1 = row_span(mx, dy, ca, cb, cc, r2, x0, x1)
+                span_gauss(mx, dy, ca, cb, cc, px0, px1, powers, gauss)
+                for px in range(px0, px1):
+                    k = (py - y0) * TILE + (px - x0)
+                    if done[k] or powers[px - px0] > 0.0:
+                        continue
+                    alpha = min(ALPHA_MAX, op * gauss[px - px0])
+                    if alpha < ALPHA_MIN:
+                        continue
+                    t_next = trans[k] * (1.0 - alpha)
+                    if t_next < T_MIN:
+                        done[k] = True
+                        n_done += 1
+                        continue
+                    w = np.float32(alpha * trans[k])
+                    for c in range(n_ch):
+                        entry_feat[row, c] += w * feat[k, c]
+                    entry_count[row] += 1
+                    trans[k] = t_next
+
+
+@nb.njit(**_NB)
+def scatter_band(isect_gauss, base, n_entries, entry_feat, entry_count, n_blocks, buffer, counts):
+    """buffer[g] += entry rows of Gaussian g, in entry order; threads own disjoint channel blocks."""
+    n_ch = buffer.shape[1]
     per_block = (n_ch + n_blocks - 1) // n_blocks
     for block in nb.prange(n_blocks):
         c0 = min(block * per_block, n_ch)
         c1 = min(c0 + per_block, n_ch)
-        feat = np.empty((TILE * TILE, max(c1 - c0, 1)), np.float32)
-        trans = np.empty(TILE * TILE)
-        done = np.empty(TILE * TILE, np.bool_)
-        powers = np.empty(TILE)
-        gauss = np.empty(TILE)
-        for tile in range(n_tiles):
-            start = tile_offsets[tile]
-            end = tile_offsets[tile + 1]
-            if end == start:
-                continue
-            x0 = (tile % tiles_x) * TILE
-            y0 = (tile // tiles_x) * TILE
-            x1 = min(x0 + TILE, width)
-            y1 = min(y0 + TILE, height)
-            n_pix = (x1 - x0) * (y1 - y0)
-            _sample_tile(fmap, x0, x1, y0, y1, width, height, c0, c1, feat)
-            trans[:] = 1.0
-            done[:] = False
-            n_done = 0
-            for e in range(start, end):
-                if n_done == n_pix:
-                    break
-                g = isect_gauss[e]
-                mx, my = np.float64(means2d[g, 0]), np.float64(means2d[g, 1])
-                ca, cb, cc = np.float64(conics[g, 0]), np.float64(conics[g, 1]), np.float64(conics[g, 2])
-                op = np.float64(opacities[g])
-                py0, py1, r2 = entry_rows(my, ca, cb, cc, op, y0, y1)
-                for py in range(py0, py1):
-                    dy = my - (py + 0.5)
-                    px0, px1 = row_span(mx, dy, ca, cb, cc, r2, x0, x1)
-                    span_gauss(mx, dy, ca, cb, cc, px0, px1, powers, gauss)
-                    for px in range(px0, px1):
-                        k = (py - y0) * TILE + (px - x0)
-                        if done[k] or powers[px - px0] > 0.0:
-                            continue
-                        alpha = min(ALPHA_MAX, op * gauss[px - px0])
-                        if alpha < ALPHA_MIN:
-                            continue
-                        t_next = trans[k] * (1.0 - alpha)
-                        if t_next < T_MIN:
-                            done[k] = True
-                            n_done += 1
-                            continue
-                        w = np.float32(alpha * trans[k])
-                        for c in range(c0, c1):
-                            buffer[g, c] += w * feat[k, c - c0]
-                        if block == 0:
-                            counts[g] += 1
-                        trans[k] = t_next
+        for r in range(n_entries):
+            g = isect_gauss[base + r]
+            for c in range(c0, c1):
+                buffer[g, c] += entry_feat[r, c]
+            if block == 0:
+                counts[g] += entry_count[r]

@@ -17,9 +17,11 @@ from coseg.render import _validate
 from coseg.render._autograd import as_numpy
 from coseg.render._cpu_project import project_fwd
 from coseg.render._cpu_raster import bin_gaussians, raster_fwd, reduce_entries
-from coseg.render._cpu_unproject import unproject_view
+from coseg.render._cpu_unproject import scatter_band, unproject_band
 
 NEAR_PLANE = 0.2
+#: Bytes of per-entry feature rows held at once (one band of tiles).
+BAND_BYTES = 64 * 2**20
 
 
 def _project(means: np.ndarray, quats: np.ndarray, scales: np.ndarray, viewmat: torch.Tensor,
@@ -89,14 +91,38 @@ def unproject_features(means: torch.Tensor, quats: torch.Tensor, scales: torch.T
             raise ValueError(f"unproject_features: feature map {n_seen} contains NaN or inf")
         means2d, conics, _, (tile_offsets, isect_gauss, _, _) = _project(
             m, q, s, vms[n_seen], ks[n_seen], int(width), int(height))
-        n_blocks = max(1, min(numba.get_num_threads(), fmap.shape[2]))
-        unproject_view(tile_offsets, isect_gauss, means2d, conics, op, fmap, int(width), int(height),
-                       n_blocks, buffer, counts)
+        _unproject_view(tile_offsets, isect_gauss, means2d, conics, op, fmap, int(width), int(height),
+                        buffer, counts)
         n_seen += 1
     if n_seen != n_views:
         raise ValueError(f"unproject_features: got {n_seen} feature maps for {n_views} views")
     features = (buffer / (counts[:, None] + eps)).astype(np.float32)
     return features, counts
+
+
+def _unproject_view(tile_offsets, isect_gauss, means2d, conics, opacities, fmap, width, height,
+                    buffer, counts) -> None:
+    """Accumulate one view into buffer/counts, band by band of tiles (bounded memory)."""
+    n_ch = fmap.shape[2]
+    band_rows = max(1, BAND_BYTES // (4 * n_ch))
+    n_blocks = max(1, min(numba.get_num_threads(), n_ch))
+    n_tiles = tile_offsets.shape[0] - 1
+    largest = int(np.diff(tile_offsets).max()) if n_tiles else 0
+    entry_feat = np.empty((max(band_rows, largest), n_ch), np.float32)
+    entry_count = np.empty(entry_feat.shape[0], np.int64)
+    tile0 = 0
+    while tile0 < n_tiles:
+        # Extend the band while its entries fit the preallocated rows (always >= one tile).
+        limit = tile_offsets[tile0] + entry_feat.shape[0]
+        tile1 = max(tile0 + 1, int(np.searchsorted(tile_offsets, limit, side="right")) - 1)
+        tile1 = min(tile1, n_tiles)
+        with numba.parallel_chunksize(1):
+            unproject_band(tile_offsets, isect_gauss, means2d, conics, opacities, fmap, width, height,
+                           tile0, tile1, entry_feat, entry_count)
+        base = int(tile_offsets[tile0])
+        scatter_band(isect_gauss, base, int(tile_offsets[tile1]) - base, entry_feat, entry_count,
+                     n_blocks, buffer, counts)
+        tile0 = tile1
 
 
 def attendance_mask(counts: np.ndarray, tau: float, n_views: int, width: int, height: int) -> np.ndarray:
