@@ -48,7 +48,10 @@ class StudioDocument(QObject):
         self.loaded = loaded
         self.edits = EditDocument(loaded.gaussians)
         self.edits.listeners.append(self._on_edit)
-        self.names = {int(i): loaded.classes.get(int(i), f"segment {int(i)}") for i in self.segment_ids()}
+        if loaded.gaussians.segments is None:
+            self.names = {0: "unsegmented"}
+        else:
+            self.names = {int(i): loaded.classes.get(int(i), f"segment {int(i)}") for i in self.segment_ids()}
         self.hidden, self.locked, self.selection = set(), set(), set()
         self.model_changed.emit()
         self.segments_changed.emit()

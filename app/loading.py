@@ -78,7 +78,7 @@ def _load_run(path: Path) -> LoadedModel:
     g = load_gaussians(path)
     scene = None
     classes = _classes_near(path)
-    note = f"run {path.name}: {len(g):,} Gaussians"
+    note = f"run folder {path.name}: {len(g):,} Gaussians"
     scene_path = _scene_path_of_run(path)
     if scene_path is not None:
         try:
@@ -118,7 +118,7 @@ def _load_scene(path: Path) -> LoadedModel:
     # size that closes small gaps without blurring detail.
     area = 2 * ((hi - lo)[[0, 1, 2]] * (hi - lo)[[1, 2, 0]]).sum()
     spacing = float(np.sqrt(max(area, 1e-12) / len(xyz)))
-    g = Gaussians.from_points(xyz, rgb, scale=0.5 * spacing, opacity=0.9)
+    g = Gaussians.from_points(xyz, rgb, scale=0.35 * spacing, opacity=0.9)
     note = (f"scene {path.name}: showing its {len(xyz):,} initial points as small Gaussians "
             "until a run exists")
     return LoadedModel(path, "scene", g, scene=scene, classes=scene.classes, note=note)

@@ -33,7 +33,7 @@ class LossCurve(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.points: list[tuple[float, float]] = []
-        self.setMinimumHeight(80)
+        self.setMinimumHeight(50)
 
     def add(self, step: float, loss: float) -> None:
         if loss is not None and math.isfinite(loss) and loss > 0:
@@ -101,10 +101,12 @@ class LogDock(QDockWidget):
             row.addWidget(w)
         layout.addLayout(row)
         self.curve = LossCurve()
-        layout.addWidget(self.curve)
+        row2 = QHBoxLayout()
+        row2.addWidget(self.curve, 1)
         self.text = QPlainTextEdit(readOnly=True)
         self.text.setMaximumBlockCount(5000)
-        layout.addWidget(self.text, 1)
+        row2.addWidget(self.text, 3)
+        layout.addLayout(row2, 1)
         self.setWidget(body)
         self.handler = QtLogHandler()
         self.handler.emitter.record.connect(self.append)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from app.document import StudioDocument
 from app.loading import LoadedModel, load_path
 from app.log_dock import LogDock
 from app.panels import PropertiesPanel, SegmentsPanel
-from app.picking import Picker
+from app.picking import Picker, warm_up
 from app.viewport.camera import look_rotation
 from app.viewport.canvas import SplatCanvas
 from app.workers import GeneratorWorker
@@ -39,6 +40,7 @@ class MainWindow(QMainWindow):
         self.canvas = SplatCanvas(parent=self, size=size)
         self.setCentralWidget(self.canvas.native)
         self.picker = Picker()
+        threading.Thread(target=warm_up, name="coseg-pick-warm-up", daemon=True).start()
         self.worker: GeneratorWorker | None = None
         self.headless = False
         """True for --screenshot / --benchmark: errors go to stderr instead of a dialog."""
@@ -48,6 +50,8 @@ class MainWindow(QMainWindow):
         self.addDockWidget(Qt.LeftDockWidgetArea, self.segments_panel)
         self.addDockWidget(Qt.RightDockWidgetArea, self.properties_panel)
         self.addDockWidget(Qt.BottomDockWidgetArea, self.log_dock)
+        self.resizeDocks([self.log_dock], [170], Qt.Vertical)
+        self.resizeDocks([self.segments_panel, self.properties_panel], [260, 260], Qt.Horizontal)
         logging.getLogger("coseg").addHandler(self.log_dock.handler)
         logging.getLogger("coseg").setLevel(logging.INFO)
         logging.getLogger("app").addHandler(self.log_dock.handler)

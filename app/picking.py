@@ -18,6 +18,15 @@ from coseg.gaussians import Gaussians
 from coseg.sort import pick_candidates, pixel_weights
 
 
+def warm_up() -> None:
+    """Load (or compile) the numba pick kernels, so the first click is not slow; thread-safe."""
+    g = Gaussians.from_points(np.zeros((1, 3), np.float32), np.ones((1, 3), np.float32), scale=0.1)
+    view = np.eye(4)
+    view[2, 3] = 2.0
+    pick_candidates(g.means, g.scales.max(1), view, (10.0, 10.0, 4.0, 4.0), 4.0, 4.0)
+    pixel_weights(g, view, (10.0, 10.0, 4.0, 4.0), (8, 8), 4.0, 4.0)
+
+
 class Picker:
     """Segment picking against the CPU render (see module docstring)."""
 
