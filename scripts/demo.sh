@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Set everything up and run the main job on the built-in demo scene:
-# generate it, build the Gaussians, learn the segmentation, evaluate, and
-# take a studio screenshot. Outputs go to demo/ (override with COSEG_DEMO_DIR).
+# generate it, build the Gaussians (3DGS on the CPU), learn the segmentation
+# field (CoSegGaussians), evaluate on the test views, and save a studio
+# screenshot. Outputs go to demo/ (override with COSEG_DEMO_DIR). Re-running
+# skips finished stages; an interrupted stage resumes from its checkpoint.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -11,3 +13,30 @@ coseg() { "$VENV/bin/coseg" "$@"; }
 
 [ -f "$OUT/scene/transforms_train.json" ] || coseg synth "$OUT/scene" --force
 coseg info "$OUT/scene"
+
+if [ ! -f "$OUT/run/gaussians.ply" ]; then
+  if [ -d "$OUT/run/checkpoints" ]; then
+    coseg build --resume "$OUT/run"
+  else
+    coseg build "$OUT/scene" --out "$OUT/run" --overwrite
+  fi
+fi
+if [ ! -f "$OUT/run/segmented.ply" ]; then
+  if [ -f "$OUT/run/checkpoints/segment.pt" ]; then
+    coseg segment "$OUT/run" --resume --no-eval
+  else
+    coseg segment "$OUT/run" --no-eval
+  fi
+fi
+coseg eval "$OUT/run"
+coseg render "$OUT/run" --split test --what labels --out "$OUT/run/render/labels"
+
+# A studio frame of the result (headless, under Xvfb when there is no display).
+shot=("$VENV/bin/coseg-studio" "$OUT/run" --screenshot "$OUT/studio.png" --mode overlay --camera 0)
+if [ -z "${DISPLAY:-}" ] && command -v xvfb-run >/dev/null; then
+  xvfb-run -a -s "-screen 0 1920x1080x24" "${shot[@]}" || echo "studio screenshot failed (see above)"
+else
+  "${shot[@]}" || echo "studio screenshot failed (see above)"
+fi
+echo "demo done: scene $OUT/scene, run $OUT/run (metrics.json), screenshot $OUT/studio.png"
+echo "open it in the studio: $VENV/bin/coseg-studio $OUT/run"
