@@ -134,6 +134,17 @@ def test_init_from_depth_maps(tmp_path):
     assert np.isclose(t[:, 2], 3.0, atol=1e-4).sum() > 10
 
 
+def test_sparse_scene_points_are_supplemented_by_depth(tmp_path):
+    scene = make_scene(tmp_path / "s")
+    for cam in scene.train_cameras:
+        cam.depth_path = tmp_path / f"{cam.name}.npy"
+        np.save(cam.depth_path, np.full((cam.height, cam.width), 3.0, np.float32))
+    g, report = init_gaussians(scene, BuildConfig(init_min_points=1000, init_max_points=900), scene.extent())
+    assert report["method"] == "scene+depth" and 300 < report["available"]
+    g, report = init_gaussians(scene, BuildConfig(init_min_points=100), scene.extent())
+    assert report["method"] == "scene" and len(g) == 300
+
+
 def test_init_errors_when_nothing_is_visible(tmp_path):
     scene = make_scene(tmp_path / "s")
     for cam in scene.cameras:  # principal point far off the image: no world point projects inside

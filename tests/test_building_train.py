@@ -17,7 +17,7 @@ from coseg.gaussians import Gaussians
 from coseg.io.ply import read_gaussians_ply
 from coseg.run import RunDir
 
-FAST = dict(init_max_points=150, checkpoint_every=10, log_every=5, densify_start=4,
+FAST = dict(init_max_points=150, max_gaussians=400, checkpoint_every=10, log_every=5, densify_start=4,
             densify_interval=4, opacity_reset_interval=12, max_sh_degree=1, sh_interval=8)
 
 

@@ -61,7 +61,7 @@ class DensifyStrategy:
     """World-size pruning threshold (x extent), after the first reset."""
     prune_scale2d: float = 0.15
     """Screen-size pruning threshold (fraction of max(W, H)), after the first reset."""
-    max_gaussians: int = 150_000
+    max_gaussians: int = 60_000
     """Growth never takes the count above this."""
 
     @classmethod

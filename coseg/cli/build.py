@@ -119,7 +119,7 @@ def _train(scene, config, run_dir, resume: bool) -> int:
                     bar = tqdm(total=rec["iterations"], initial=max(rec["iteration"] - 1, 0),
                                unit="it", dynamic_ncols=True)
                 bar.update(rec["iteration"] - bar.n)
-                post = {"N": rec["num_gaussians"]}
+                post = {"N": str(rec["num_gaussians"])}
                 if rec["loss"] is not None:
                     post["loss"] = f"{rec['loss']:.4f}"
                 if rec["psnr"] is not None:
