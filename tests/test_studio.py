@@ -154,3 +154,14 @@ def test_open_scene_folder_shows_points_and_snaps_to_cameras(make_main_window, t
     np.testing.assert_allclose(win.canvas.camera.position, cam.center, atol=1e-6)
     img = win.canvas.render_image((cam.width, cam.height))
     assert (img.max(axis=2) > 20).mean() > 0.2
+
+
+def test_benchmark_command_prints_every_row(qapp, capsys):
+    from app.main import main
+
+    assert main(["random:3000", "--benchmark", "--frames", "3", "--size", "96x64"]) == 0
+    out = capsys.readouterr().out
+    for row in ("Gaussians", "startup to first frame", "orbit FPS (full res", "orbit FPS (0.5x",
+                "orbit FPS (adaptive", "at-rest FPS", "naive point sprites", "pick latency"):
+        assert row in out
+    assert "3,000" in out and "96x64" in out
