@@ -165,3 +165,33 @@ def test_benchmark_command_prints_every_row(qapp, capsys):
                 "orbit FPS (adaptive", "at-rest FPS", "naive point sprites", "pick latency"):
         assert row in out
     assert "3,000" in out and "96x64" in out
+
+
+def test_delete_then_export_drops_exactly_that_segment(make_main_window, tmp_path, monkeypatch):
+    from PySide6.QtWidgets import QFileDialog
+
+    from coseg.io.ply import read_gaussians_ply
+
+    g = _model(n=90)
+    src = _write_ply(tmp_path / "in.ply", g)
+    out = tmp_path / "edited.ply"
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(out), "PLY"))
+    win = make_main_window()
+    assert win.open_path(src)
+    win.doc.select([1])
+    win.actions.delete.trigger()
+    win.export_dialog()
+    edited = read_gaussians_ply(out)
+    keep = g.segments != 1
+    assert len(edited) == int(keep.sum()) and 1 not in set(edited.segments.tolist())
+    np.testing.assert_array_equal(edited.means, g.means[keep])
+    win.actions.undo.trigger()
+    assert win.doc.segment_ids() == [0, 1, 2]
+    np.testing.assert_array_equal(win.doc.edits.result().means, g.means)
+    # Exporting over the input file is refused with a dialog, never done silently.
+    shown = []
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(src), "PLY"))
+    monkeypatch.setattr(win, "show_error", lambda title, msg: shown.append(msg))
+    before = src.read_bytes()
+    win.export_dialog()
+    assert shown and src.read_bytes() == before
