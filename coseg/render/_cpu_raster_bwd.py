@@ -27,6 +27,27 @@ from coseg.render._cpu_raster import ALPHA_MAX, ALPHA_MIN, TILE, entry_rows, row
 _NB = dict(parallel=True, cache=True, nogil=True)
 
 
+@nb.njit(inline="always")
+def _dot(a, i, b, j, n):
+    """sum_c a[i, c] * b[j, c] with eight independent partial sums (a fixed, vectorisable order)."""
+    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = a.dtype.type(0.0)
+    c = 0
+    while c + 8 <= n:
+        s0 += a[i, c] * b[j, c]
+        s1 += a[i, c + 1] * b[j, c + 1]
+        s2 += a[i, c + 2] * b[j, c + 2]
+        s3 += a[i, c + 3] * b[j, c + 3]
+        s4 += a[i, c + 4] * b[j, c + 4]
+        s5 += a[i, c + 5] * b[j, c + 5]
+        s6 += a[i, c + 6] * b[j, c + 6]
+        s7 += a[i, c + 7] * b[j, c + 7]
+        c += 8
+    while c < n:
+        s0 += a[i, c] * b[j, c]
+        c += 1
+    return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
+
+
 @nb.njit(**_NB)
 def raster_bwd(tile_offsets, isect_gauss, means2d, conics, opacities, colors, background,
                width, height, out_t, out_last, v_img, v_alpha, need_geom, need_color,
@@ -59,8 +80,8 @@ def raster_bwd(tile_offsets, isect_gauss, means2d, conics, opacities, colors, ba
         last = np.zeros(TILE * TILE, np.int64)
         behind = np.zeros(TILE * TILE)
         fixed = np.zeros(TILE * TILE)
-        grad = np.zeros((TILE * TILE, n_ch))
-        gcol = np.zeros(n_ch)
+        grad = np.zeros((TILE * TILE, n_ch), colors.dtype)
+        gcol = np.zeros(n_ch, colors.dtype)
         powers = np.empty(TILE)
         gauss_row = np.empty(TILE)
         max_last = 0
@@ -74,7 +95,7 @@ def raster_bwd(tile_offsets, isect_gauss, means2d, conics, opacities, colors, ba
                 bg_dot = 0.0
                 for c in range(n_ch):
                     grad[k, c] = v_img[py, px, c]
-                    bg_dot += grad[k, c] * background[c]
+                    bg_dot += np.float64(v_img[py, px, c]) * background[c]
                 fixed[k] = t_final[k] * (bg_dot - v_alpha[py, px])
         for e in range(start, end):
             if need_geom:
@@ -113,12 +134,11 @@ def raster_bwd(tile_offsets, isect_gauss, means2d, conics, opacities, colors, ba
                     trans[k] = trans[k] / one_minus
                     w = alpha * trans[k]
                     if need_color:
+                        wt = gcol.dtype.type(w)
                         for c in range(n_ch):
-                            gcol[c] += w * grad[k, c]
+                            gcol[c] += wt * grad[k, c]
                     if need_geom:
-                        cdot = 0.0
-                        for c in range(n_ch):
-                            cdot += grad[k, c] * colors[g, c]
+                        cdot = _dot(grad, k, colors, g, n_ch)
                         v_a = cdot * trans[k] - (behind[k] + fixed[k]) / one_minus
                         behind[k] += cdot * w
                         if op * gauss <= ALPHA_MAX:
