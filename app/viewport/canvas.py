@@ -24,6 +24,7 @@ from collections import deque
 import numpy as np
 from PySide6.QtCore import QObject, QTimer, Signal
 from vispy import app as vispy_app
+from vispy import gloo
 
 from app.viewport.camera import ViewCamera
 from app.viewport.sorter import DepthSorter
@@ -58,7 +59,6 @@ class SplatCanvas(vispy_app.Canvas):
         self.reduce_while_moving = True
         self.scene_radius = 1.0
         self.moving_scale = 0.5
-        self._last_draw = 0.0
         self._means = np.zeros((0, 3), np.float32)
         self._generation = 0
         self._sorted_view: np.ndarray | None = None
@@ -140,14 +140,13 @@ class SplatCanvas(vispy_app.Canvas):
         self._moved_since_draw = False
         now = time.perf_counter()
         if moving:
-            if self._was_moving:
-                self.adapt_scale(now - self._last_draw)
             self.renderer.draw_scaled(frame, self.moving_scale, frame.size)
+            # Finish so the adaptation sees the real cost of this frame, not mouse-event gaps.
+            gloo.gl.glFinish()
+            self.adapt_scale(time.perf_counter() - now)
             self._refine.start()
         else:
             self.renderer.draw(frame)
-        self._was_moving = moving
-        self._last_draw = now
         self._frames.append(now)
         recent = [t for t in self._frames if now - t < 1.0]
         if len(recent) > 1:
