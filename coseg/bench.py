@@ -28,6 +28,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from coseg.errors import InputError
+
 logger = logging.getLogger(__name__)
 
 CHANNELS = (3, 64)
@@ -80,8 +82,6 @@ def run_inputs(run_dir: Path) -> tuple[Workload, dict]:
     run = RunDir.open(run_dir)
     header = run.read_config().get("scene") or {}
     if not header.get("path"):
-        from coseg.errors import InputError
-
         raise InputError(f"{run.config_path}: records no scene, so there is no camera to render")
     scene = read_scene(Path(header["path"]), downscale=int(header.get("downscale", 1)))
     cam = (scene.test_cameras or scene.cameras)[0]
