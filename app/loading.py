@@ -43,12 +43,17 @@ class LoadedModel:
 
     @property
     def features(self) -> np.ndarray | None:
-        """[N, C] per-Gaussian features from `feature_*` / `feat_*` PLY properties, or None."""
-        names = sorted((k for k in self.gaussians.extra if k.startswith(FEATURE_PREFIXES)),
-                       key=lambda k: int(k.rsplit("_", 1)[-1]) if k.rsplit("_", 1)[-1].isdigit() else k)
-        if len(names) < 3:
-            return None
-        return np.stack([self.gaussians.extra[k] for k in names], axis=1)
+        """[N, C] per-Gaussian features of the loaded model (see `gaussian_features`)."""
+        return gaussian_features(self.gaussians)
+
+
+def gaussian_features(gaussians: Gaussians) -> np.ndarray | None:
+    """[N, C] features from `feature_*` / `feat_*` PLY properties (C >= 3), or None."""
+    names = [k for k in gaussians.extra if k.startswith(FEATURE_PREFIXES)]
+    names.sort(key=lambda k: (k.rsplit("_", 1)[0], int(k.rsplit("_", 1)[1]) if k.rsplit("_", 1)[1].isdigit() else -1))
+    if len(names) < 3:
+        return None
+    return np.stack([gaussians.extra[k] for k in names], axis=1)
 
 
 def load_path(path: str | Path) -> LoadedModel:

@@ -135,10 +135,12 @@ class MainWindow(QMainWindow):
         self._refresh_picker()
 
     def _alt_colors(self) -> np.ndarray:
-        if self.canvas.mode == "features" and self.doc.loaded.features is not None:
-            from app.loading import feature_colors
+        if self.canvas.mode == "features":
+            from app.loading import feature_colors, gaussian_features
 
-            return feature_colors(self.doc.loaded.features)
+            features = gaussian_features(self.doc.gaussians)
+            if features is not None:
+                return feature_colors(features)
         return self.doc.segment_colors()
 
     def _rows_changed(self, rows) -> None:

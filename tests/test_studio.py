@@ -195,3 +195,19 @@ def test_delete_then_export_drops_exactly_that_segment(make_main_window, tmp_pat
     before = src.read_bytes()
     win.export_dialog()
     assert shown and src.read_bytes() == before
+
+
+def test_feature_pca_mode_only_with_feature_properties(make_main_window):
+    from app.loading import LoadedModel
+
+    win = make_main_window()
+    g = _model()
+    win.set_loaded(LoadedModel(Path("plain.ply"), "ply", g))
+    assert not win.actions.mode_actions["features"].isEnabled()
+    rng = np.random.default_rng(1)
+    g.extra = {f"feature_{i}": rng.normal(size=len(g)).astype(np.float32) for i in range(12)}
+    win.set_loaded(LoadedModel(Path("feat.ply"), "ply", g))
+    assert win.actions.mode_actions["features"].isEnabled()
+    win.actions.mode_actions["features"].trigger()
+    img = win.canvas.render_image((96, 72))
+    assert (img.max(axis=2) > 20).mean() > 0.05
