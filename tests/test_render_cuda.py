@@ -114,3 +114,15 @@ def test_inria_projection_matrix_maps_to_our_pixel_centres():
     ours = points[:, :2] / points[:, 2:] * torch.stack([K[0, 0], K[1, 1]]) + torch.stack([K[0, 2], K[1, 2]])
     theirs = ((ndc + 1) * torch.tensor([128.0, 96.0], dtype=torch.float64) - 1) / 2 + 0.5
     torch.testing.assert_close(theirs, ours)
+
+
+def test_gsplat_single_camera_means2d_leaf_receives_the_gradient():
+    """The [N, 2] stand-in for gsplat's [1, N, 2] means2d gets that node's gradient on backward."""
+    x = torch.randn(6, 2, requires_grad=True)
+    node = (3 * x)[None]
+    leaf = _gsplat_backend._single_camera_means2d(node)
+    leaf.retain_grad()
+    for _ in range(2):
+        (node ** 2).sum().backward(retain_graph=True)
+    torch.testing.assert_close(leaf.grad, 2 * 2 * node[0].detach())
+    assert leaf.is_leaf and leaf.shape == (6, 2)

@@ -15,8 +15,12 @@ wrapper only maps arguments and names:
 Differences from the CPU backend that parity tests tolerate: gsplat culls
 z < near_plane (ours z <= near_plane) and its radius uses max(0.01, ...) under
 the square root instead of 0.1. Images and alphas come back on the inputs'
-device; meta["means2d"] stays on the CUDA device (it is gsplat's own graph node,
-``retain_grad()`` works on it).
+device; meta["means2d"] stays on the CUDA device. Batched, it is gsplat's own
+[B, N, 2] graph node. For one camera gsplat's node is [1, N, 2] and any [N, 2]
+view of it would lie downstream of the render, so meta["means2d"] is an [N, 2]
+leaf whose ``.grad`` a hook on gsplat's node fills during backward (so
+``.backward()`` then ``.grad`` works; ``torch.autograd.grad`` with it as an
+input does not).
 """
 
 from __future__ import annotations
@@ -45,6 +49,17 @@ def _contributions(gsplat: Any, meta: dict, n_cams: int, n: int, width: int, hei
         width, height, meta["tile_size"], meta["isect_offsets"], flatten_ids)
     flat = cam_ids.long() * n + gauss_ids.long()
     return torch.bincount(flat, minlength=n_cams * n).reshape(n_cams, n).int()
+
+
+def _single_camera_means2d(batched: torch.Tensor) -> torch.Tensor:
+    """[N, 2] leaf mirroring gsplat's [1, N, 2] means2d; its .grad follows the batched node's."""
+    leaf = batched[0].detach().requires_grad_(batched.requires_grad)
+    if batched.requires_grad:
+        def copy_grad(grad: torch.Tensor) -> None:
+            leaf.grad = grad[0].clone() if leaf.grad is None else leaf.grad + grad[0]
+
+        batched.register_hook(copy_grad)
+    return leaf
 
 
 def rasterize(means, quats, scales, opacities, colors, viewmats, Ks, width, height, *,
@@ -83,5 +98,6 @@ def rasterize(means, quats, scales, opacities, colors, viewmats, Ks, width, heig
     images, alphas = images.to(out_device), alphas.to(out_device)
     if not batched:
         meta = {k: v[0] for k, v in meta.items()}
+        meta["means2d"] = _single_camera_means2d(gmeta["means2d"])
         return images[0], alphas[0], meta
     return images, alphas, meta
