@@ -130,8 +130,8 @@ def raster_bwd(tile_offsets, isect_gauss, means2d, conics, opacities, colors, ba
                         for c in range(n_ch):
                             gcol[c] = 0.0
                     touched = True
-                    one_minus = 1.0 - alpha
-                    trans[k] = trans[k] / one_minus
+                    inv_one_minus = 1.0 / (1.0 - alpha)
+                    trans[k] = trans[k] * inv_one_minus
                     w = alpha * trans[k]
                     if need_color:
                         wt = gcol.dtype.type(w)
@@ -139,7 +139,7 @@ def raster_bwd(tile_offsets, isect_gauss, means2d, conics, opacities, colors, ba
                             gcol[c] += wt * grad[k, c]
                     if need_geom:
                         cdot = _dot(grad, k, colors, g, n_ch)
-                        v_a = cdot * trans[k] - (behind[k] + fixed[k]) / one_minus
+                        v_a = cdot * trans[k] - (behind[k] + fixed[k]) * inv_one_minus
                         behind[k] += cdot * w
                         if op * gauss <= ALPHA_MAX:
                             g_op += gauss * v_a
