@@ -53,6 +53,7 @@ class MainWindow(QMainWindow):
         self.resizeDocks([self.log_dock], [170], Qt.Vertical)
         self.resizeDocks([self.segments_panel, self.properties_panel], [260, 260], Qt.Horizontal)
         logging.getLogger("coseg").addHandler(self.log_dock.handler)
+        self._coseg_log_level = logging.getLogger("coseg").level
         logging.getLogger("coseg").setLevel(logging.INFO)
         logging.getLogger("app").addHandler(self.log_dock.handler)
         self.fps_label, self.note_label = QLabel(""), QLabel("Open a .ply, a run folder or a scene folder (Ctrl+O)")
@@ -300,6 +301,7 @@ class MainWindow(QMainWindow):
             self.worker.stop()
             self.worker.wait()
         logging.getLogger("coseg").removeHandler(self.log_dock.handler)
+        logging.getLogger("coseg").setLevel(self._coseg_log_level)
         logging.getLogger("app").removeHandler(self.log_dock.handler)
         self.canvas.close_viewport()
         super().closeEvent(event)
