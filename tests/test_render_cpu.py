@@ -350,3 +350,16 @@ def test_visible_set_is_contributing_gaussians():
     assert vis.dtype == np.int64
     np.testing.assert_array_equal(vis, np.flatnonzero(meta["contrib"].numpy() > 0))
     assert not set(range(5)) & set(vis.tolist())
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA backend may be usable here")
+@pytest.mark.parametrize("backend", ["gsplat", "inria"])
+def test_missing_cuda_backend_is_one_clear_error(backend):
+    s = _scene(3, 0)
+    vm, K = _camera()
+    with pytest.raises(ValueError, match=f"backend '{backend}' requested"):
+        rasterization(s["means"], s["quats"], s["scales"], s["opacities"], s["colors"], vm, K, W, H,
+                      backend=backend)
+    img, _, _ = rasterization(s["means"], s["quats"], s["scales"], s["opacities"], s["colors"], vm, K, W, H,
+                              backend="auto")
+    assert img.shape == (H, W, 3)
