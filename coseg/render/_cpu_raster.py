@@ -155,8 +155,16 @@ def span_gauss(mx, dy, ca, cb, cc, px0, px1, powers, gauss):
     if px1 <= px0:
         return
     dx = mx - (px0 + 0.5)
+    log_ratio = ca * dx - 0.5 * ca + cb * dy
+    if not (abs(log_ratio) + abs(ca) * (px1 - px0) < 300.0):
+        # Extreme (near-degenerate) conics: exact exp per pixel, no overflow in the ratios.
+        for i in range(px1 - px0):
+            dx = mx - (px0 + i + 0.5)
+            powers[i] = -0.5 * (ca * dx * dx + cc * dy * dy) - cb * dx * dy
+            gauss[i] = math.exp(min(powers[i], 0.0))
+        return
     value = math.exp(-0.5 * (ca * dx * dx + cc * dy * dy) - cb * dx * dy)
-    ratio = math.exp(ca * dx - 0.5 * ca + cb * dy)
+    ratio = math.exp(log_ratio)
     step = math.exp(-ca)
     for i in range(px1 - px0):
         dx = mx - (px0 + i + 0.5)
