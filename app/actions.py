@@ -1,10 +1,12 @@
 """Menus, toolbar and shortcuts of the main window.
 
-Shortcuts: Ctrl+O open, Ctrl+Shift+O open folder, Ctrl+S export edited scene,
-Ctrl+Z / Ctrl+Shift+Z undo / redo, Delete delete selected segments, F frame
-selection, H hide selection, Alt+H show all, Esc select none, Ctrl+A select
-all, Ctrl+I invert selection, 1-5 view modes, L highlight selection,
-G fly mode, [ / ] previous / next training camera.
+Shortcuts: Ctrl+O open, Ctrl+Shift+O open folder, Ctrl+S / Ctrl+Shift+S save
+project (as), Ctrl+E / Ctrl+Shift+E export edited scene / selected segments,
+Ctrl+Z / Ctrl+Shift+Z undo / redo, Delete delete selected segments, Ctrl+D
+duplicate, C recolour, F frame selection, H hide selection, Shift+H isolate,
+Alt+H show all, Esc select none, Ctrl+A select all, Ctrl+I invert selection,
+1-5 view modes, L highlight selection, G fly mode, [ / ] previous / next
+training camera.
 """
 
 from __future__ import annotations
@@ -32,7 +34,10 @@ class WindowActions:
         self._add(self.file_menu, "&Open…", win.open_dialog, QKeySequence.Open)
         self._add(self.file_menu, "Open &folder…", win.open_folder_dialog, "Ctrl+Shift+O")
         self.recent_menu = self.file_menu.addMenu("Open &recent")
-        self._add(self.file_menu, "&Export edited scene…", win.export_dialog, QKeySequence.Save)
+        self._add(self.file_menu, "&Save project", lambda: win.projects.save(), QKeySequence.Save)
+        self._add(self.file_menu, "Save project &as…", lambda: win.projects.save(ask=True), "Ctrl+Shift+S")
+        self._add(self.file_menu, "&Export edited scene…", win.export_dialog, "Ctrl+E")
+        self._add(self.file_menu, "Export &selected segments…", partial(win.export_dialog, True), "Ctrl+Shift+E")
         self.file_menu.addSeparator()
         self._add(self.file_menu, "&Quit", win.close, QKeySequence.Quit)
 
@@ -41,6 +46,8 @@ class WindowActions:
         self.redo = self._add(edit, "&Redo", lambda: win.doc.redo(), "Ctrl+Shift+Z")
         edit.addSeparator()
         self.delete = self._add(edit, "&Delete selected segments", win.delete_selection, QKeySequence.Delete)
+        self.duplicate = self._add(edit, "D&uplicate selected segments", lambda: win.editor.duplicate(), "Ctrl+D")
+        self._add(edit, "Re&colour selected segments…", lambda: win.properties_panel.pick_color(), "C")
         edit.addSeparator()
         self._add(edit, "Select &all", win.doc.select_all, QKeySequence.SelectAll)
         self._add(edit, "Select &none", win.doc.select_none, "Esc")
@@ -58,6 +65,7 @@ class WindowActions:
         view.addSeparator()
         self._add(view, "&Frame selection", win.frame_selection, "F")
         self._add(view, "&Hide selection", win.hide_selection, "H")
+        self._add(view, "&Isolate selection", lambda: win.editor.isolate(), "Shift+H")
         self._add(view, "Show all", win.show_all, "Alt+H")
         self._add(view, "Reset view", win.reset_view, "Home")
         self.fly = self._add(view, "Fly mode (WASD)", self._toggle_fly, "G", checkable=True)
@@ -69,17 +77,18 @@ class WindowActions:
 
         self.jobs_menu = bar.addMenu("&Jobs")
         self._add(self.jobs_menu, "&Build Gaussians from the scene…", self._build)
+        self._add(self.jobs_menu, "&Segment the run…", self._segment)
 
         tools = win.addToolBar("Main")
         tools.setObjectName("main_toolbar")
-        for act in (self.undo, self.redo, self.delete):
+        for act in (self.undo, self.redo, self.delete, self.duplicate):
             tools.addAction(act)
         tools.addSeparator()
         for act in self.mode_actions.values():
             tools.addAction(act)
         tools.addAction(self.highlight)
         tools.addAction(self.fly)
-        win.doc.rows_changed.connect(lambda _r: self._refresh_undo())
+        win.doc.history_changed.connect(self._refresh_undo)
         win.doc.model_changed.connect(self._refresh_undo)
         self.refresh_recent()
         self._refresh_undo()
@@ -142,6 +151,11 @@ class WindowActions:
         from app.jobs import start_build
 
         start_build(self.win)
+
+    def _segment(self) -> None:
+        from app.jobs import start_segment
+
+        start_segment(self.win)
 
 
 def build_menus(win: "MainWindow") -> WindowActions:

@@ -33,6 +33,8 @@ class StudioDocument(QObject):
     state_changed = Signal()
     """Hidden segments changed (only the per-Gaussian state needs redrawing)."""
     selection_changed = Signal()
+    history_changed = Signal()
+    """An undo step was added, undone or redone (a drag: once, when it ends)."""
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -150,6 +152,33 @@ class StudioDocument(QObject):
             return None
         return fn(self.edits, targets)
 
+    def replay(self, op_list: list[dict]) -> None:
+        """Apply saved operations (a project's history) with one viewport refresh at the end."""
+        self.edits.listeners.remove(self._on_edit)
+        try:
+            self.edits.replay(op_list)
+        finally:
+            self.edits.listeners.append(self._on_edit)
+            self._on_edit(None)
+
+    def isolate(self, ids: Iterable[int]) -> None:
+        """Hide every segment except `ids` (view state, not an edit)."""
+        keep = {int(i) for i in ids}
+        if keep:
+            self.hidden = set(self.segment_ids()) - keep
+            self.segments_changed.emit()
+            self.state_changed.emit()
+
+    def view_state(self) -> dict:
+        """JSON-able names, hidden and locked segments (what a project keeps besides the edits)."""
+        return {"names": {str(k): v for k, v in self.names.items()},
+                "hidden": sorted(self.hidden), "locked": sorted(self.locked)}
+
+    def apply_view_state(self, view: dict) -> None:
+        self.names.update({int(k): str(v) for k, v in (view.get("names") or {}).items()})
+        self.locked = {int(i) for i in view.get("locked", [])}
+        self.set_hidden([int(i) for i in view.get("hidden", [])], True)
+
     def undo(self) -> bool:
         return self.edits is not None and self.edits.undo()
 
@@ -164,3 +193,5 @@ class StudioDocument(QObject):
         self.selection &= set(self.segment_ids())
         self.rows_changed.emit(rows)
         self.segments_changed.emit()
+        if not self.edits.in_group:
+            self.history_changed.emit()

@@ -16,11 +16,15 @@ from app.actions import build_menus
 from app.document import StudioDocument
 from app.loading import LoadedModel, load_path
 from app.log_dock import LogDock
-from app.panels import PropertiesPanel, SegmentsPanel
+from app.editing import EditController
+from app.panels import SegmentsPanel
+from app.project_files import ProjectFiles
+from app.properties import PropertiesPanel
 from app.picking import Picker, warm_up
 from app.viewport.camera import look_rotation
 from app.viewport.canvas import SplatCanvas
 from app.workers import GeneratorWorker
+from coseg.edit.project import PROJECT_SUFFIX
 from coseg.errors import CosegError
 
 log = logging.getLogger(__name__)
@@ -44,8 +48,10 @@ class MainWindow(QMainWindow):
         self.worker: GeneratorWorker | None = None
         self.headless = False
         """True for --screenshot / --benchmark: errors go to stderr instead of a dialog."""
+        self.editor = EditController(self.doc, self.canvas, self)
+        self.projects = ProjectFiles(self)
         self.segments_panel = SegmentsPanel(self.doc, self)
-        self.properties_panel = PropertiesPanel(self.doc, self)
+        self.properties_panel = PropertiesPanel(self.doc, self.editor, self)
         self.log_dock = LogDock(self)
         self.addDockWidget(Qt.LeftDockWidgetArea, self.segments_panel)
         self.addDockWidget(Qt.RightDockWidgetArea, self.properties_panel)
@@ -72,7 +78,16 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------ opening
     def open_path(self, path: str | Path) -> bool:
-        """Open a .ply/.splat, run folder or scene folder; errors become a dialog."""
+        """Open a .ply/.splat, run folder, scene folder or .cosegproj; errors become a dialog."""
+        if str(path).endswith(PROJECT_SUFFIX):
+            opened = self.projects.open_project(path)
+            if opened:
+                self._remember(Path(path))
+            return opened
+        return self.open_source(path)
+
+    def open_source(self, path: str | Path, offer_autosave: bool = True) -> bool:
+        """Open a .ply/.splat, run folder or scene folder (offering its autosaved edits)."""
         t0 = time.perf_counter()
         try:
             loaded = load_path(path)
@@ -81,9 +96,11 @@ class MainWindow(QMainWindow):
             log.error("cannot open %s: %s", path, msg)
             self.show_error("Cannot open", msg)
             return False
+        self.projects.closing()
         self.set_loaded(loaded)
         self._remember(Path(path))
         log.info("opened %s in %.2f s", path, time.perf_counter() - t0)
+        self.projects.source_opened(Path(path), offer=offer_autosave)
         return True
 
     def show_error(self, title: str, message: str) -> None:
@@ -102,7 +119,7 @@ class MainWindow(QMainWindow):
         self.reset_view()
 
     def open_dialog(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Open", "", "Gaussians (*.ply *.splat);;All files (*)")
+        path, _ = QFileDialog.getOpenFileName(self, "Open", "", "Gaussians or project (*.ply *.splat *.cosegproj);;All files (*)")
         if path:
             self.open_path(path)
 
@@ -190,7 +207,7 @@ class MainWindow(QMainWindow):
         cam.up = np.array([0.0, 0.0, 1.0])
         cam.rotation = look_rotation(np.array([0.0, 1.0, -0.5]), cam.up)
         cam.frame(centre, radius)
-        self._after_camera_jump(radius)
+        self.after_camera_jump(radius)
 
     def snap_to_camera(self, index: int) -> None:
         scene = self.doc.loaded.scene if self.doc.is_open else None
@@ -199,7 +216,7 @@ class MainWindow(QMainWindow):
         c = scene.cameras[index % len(scene.cameras)]
         centre = np.percentile(self.doc.gaussians.means, 50, axis=0)
         self.canvas.camera.snap_to(c, distance=float(np.linalg.norm(centre - c.center)) or 1.0)
-        self._after_camera_jump(self.canvas.scene_radius)
+        self.after_camera_jump(self.canvas.scene_radius)
 
     def frame_selection(self) -> None:
         rows = self.doc.selected_rows()
@@ -210,9 +227,9 @@ class MainWindow(QMainWindow):
         pts = self.doc.gaussians.means[rows]
         lo, hi = np.percentile(pts, [1, 99], axis=0)
         self.canvas.camera.frame((lo + hi) / 2, max(float(np.linalg.norm(hi - lo) / 2), 1e-3))
-        self._after_camera_jump(self.canvas.scene_radius)
+        self.after_camera_jump(self.canvas.scene_radius)
 
-    def _after_camera_jump(self, radius: float) -> None:
+    def after_camera_jump(self, radius: float) -> None:
         d = float(np.linalg.norm(self.canvas.camera.position - np.percentile(self.doc.gaussians.means, 50, axis=0)))
         self.canvas.set_depth_range(max(0.2, d - radius), d + radius)
         self.canvas.request_sort(force=True)
@@ -239,30 +256,16 @@ class MainWindow(QMainWindow):
         return sid
 
     def hide_selection(self) -> None:
-        self.doc.set_hidden(self.doc.selection, True)
-        self.doc.select_none()
+        self.editor.hide()
 
     def show_all(self) -> None:
-        self.doc.set_hidden(list(self.doc.hidden), False)
+        self.editor.show_all()
 
     def delete_selection(self) -> None:
-        self.doc.edit(lambda e, ids: e.delete(ids))
+        self.editor.delete()
 
-    def export_dialog(self) -> None:
-        if not self.doc.is_open:
-            return
-        path, _ = QFileDialog.getSaveFileName(self, "Export edited scene", "",
-                                              "INRIA PLY (*.ply);;splat (*.splat)")
-        if not path:
-            return
-        from coseg.edit import export_gaussians
-
-        try:
-            out = export_gaussians(self.doc.edits.result(), Path(path), inputs=(self.doc.loaded.path,))
-        except OPEN_ERRORS as e:
-            self.show_error("Cannot export", str(e))
-            return
-        self.statusBar().showMessage(f"exported {out}", 5000)
+    def export_dialog(self, selected_only: bool = False) -> None:
+        self.projects.export(selected_only)
 
     # ------------------------------------------------------------ jobs
     def start_job(self, worker: GeneratorWorker) -> None:
@@ -300,6 +303,7 @@ class MainWindow(QMainWindow):
                 return
             self.worker.stop()
             self.worker.wait()
+        self.projects.closing()
         logging.getLogger("coseg").removeHandler(self.log_dock.handler)
         logging.getLogger("coseg").setLevel(self._coseg_log_level)
         logging.getLogger("app").removeHandler(self.log_dock.handler)

@@ -1,16 +1,13 @@
-"""Side panels: the segments table and the selection's properties."""
+"""The segments panel (the properties panel is `app.properties`)."""
 
 from __future__ import annotations
 
-import numpy as np
 from PySide6.QtCore import QSignalBlocker, Qt
 from PySide6.QtGui import QColor
-from PySide6.QtWidgets import (QAbstractItemView, QDockWidget, QFormLayout, QLabel, QTableWidget,
-                               QTableWidgetItem, QWidget)
+from PySide6.QtWidgets import (QAbstractItemView, QDockWidget, QTableWidget, QTableWidgetItem, QWidget)
 
 from app.document import StudioDocument
 from app.palette import color_hex
-from coseg.gaussians import sh_dc_to_rgb
 
 COL_VISIBLE, COL_LOCKED, COL_ID, COL_NAME, COL_COUNT = range(5)
 
@@ -84,54 +81,3 @@ class SegmentsPanel(QDockWidget):
             self.doc.set_locked([sid], item.checkState() == Qt.Checked)
         elif item.column() == COL_NAME:
             self.doc.rename(sid, item.text())
-
-
-class PropertiesPanel(QDockWidget):
-    """Read-only properties of the selection: segments, Gaussians, centre, size, mean colour, rotation.
-
-    Rotation lists the rotate edits applied to the selected segments since
-    loading (Euler degrees x, y, z each); "as loaded" when there are none.
-    """
-
-    def __init__(self, doc: StudioDocument, parent: QWidget | None = None) -> None:
-        super().__init__("Properties", parent)
-        self.setObjectName("properties_dock")
-        self.doc = doc
-        body = QWidget()
-        form = QFormLayout(body)
-        self.fields = {k: QLabel("-") for k in ("segments", "gaussians", "position", "size", "rotation", "colour")}
-        for k, label in self.fields.items():
-            label.setTextInteractionFlags(Qt.TextSelectableByMouse)
-            form.addRow(k.capitalize(), label)
-        self.setWidget(body)
-        doc.selection_changed.connect(self.refresh)
-        doc.rows_changed.connect(lambda _rows: self.refresh())
-
-    def refresh(self) -> None:
-        rows = self.doc.selected_rows() if self.doc.is_open else np.zeros(0, np.int64)
-        if not len(rows):
-            for label in self.fields.values():
-                label.setText("-")
-            self.fields["segments"].setText("nothing selected")
-            return
-        g = self.doc.gaussians
-        means = g.means[rows]
-        centre = means.mean(0)
-        size = means.max(0) - means.min(0)
-        rgb = np.clip(sh_dc_to_rgb(g.sh_dc[rows]).mean(0), 0, 1)
-        names = ", ".join(f"{i} {self.doc.name_of(i)}" for i in sorted(self.doc.selection))
-        self.fields["segments"].setText(names)
-        self.fields["gaussians"].setText(f"{len(rows):,}")
-        self.fields["position"].setText("  ".join(f"{v:.3f}" for v in centre))
-        self.fields["size"].setText("  ".join(f"{v:.3f}" for v in size))
-        self.fields["rotation"].setText(self._rotations())
-        hexcol = "#%02x%02x%02x" % tuple(int(round(c * 255)) for c in rgb)
-        self.fields["colour"].setText(f"<span style='background:{hexcol}'>&nbsp;&nbsp;&nbsp;&nbsp;</span> {hexcol}")
-
-    def _rotations(self) -> str:
-        sel = self.doc.selection
-        turns = [op["degrees"] for op in self.doc.edits.ops
-                 if op.get("op") == "rotate" and sel & set(op.get("segments", []))]
-        if not turns:
-            return "as loaded"
-        return "; ".join(" ".join(f"{v:g}" for v in t) + " deg" for t in turns)

@@ -39,13 +39,15 @@ def make_main_window(qtbot, monkeypatch, tmp_path):
 
     Like napari's ``make_napari_viewer``: every window made is closed at
     teardown, then no visible top-level widget (dialog, window) may remain
-    that did not exist before the test. QSettings go to `tmp_path`.
+    that did not exist before the test. QSettings and autosaves
+    (``XDG_CACHE_HOME``) go to `tmp_path`.
     """
     from PySide6.QtCore import QSettings
     from PySide6.QtWidgets import QApplication
 
     QSettings.setPath(QSettings.IniFormat, QSettings.UserScope, str(tmp_path / "settings"))
     QSettings.setDefaultFormat(QSettings.IniFormat)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     from app.main_window import MainWindow
 
     before = {id(w) for w in QApplication.topLevelWidgets()}

@@ -3,6 +3,7 @@
 Controls (also in docs/studio.md):
 - left drag: orbit (fly mode: look around); right or middle drag, or Shift +
   left drag: pan; wheel: zoom; click: pick (Shift adds, Ctrl toggles).
+- Ctrl + left drag: `edit_drag` signals (the window moves the selection).
 - W A S D move, Q E down / up while fly mode is on (or with any mode held
   down on the canvas); F frames the selection (handled by the window).
 
@@ -39,6 +40,8 @@ class ViewportSignals(QObject):
     picked = Signal(int, int, str)
     """x, y in logical pixels, modifier: "" | "shift" | "ctrl"."""
     fps_changed = Signal(float)
+    edit_drag = Signal(str, float, float)
+    """Ctrl + left drag: phase "start" | "move" | "end", dx, dy in logical pixels."""
     frame_drawn = Signal()
 
 
@@ -64,6 +67,7 @@ class SplatCanvas(vispy_app.Canvas):
         self._sorted_view: np.ndarray | None = None
         self._press: tuple[float, float] | None = None
         self._dragged = False
+        self._edit_dragging = False
         self._moved_since_draw = False
         self._frames: deque[float] = deque(maxlen=120)
         self.fly_mode = False
@@ -190,6 +194,16 @@ class SplatCanvas(vispy_app.Canvas):
             self._dragged = True
         mods = {m.name for m in event.modifiers}
         button = event.buttons[0] if event.buttons else 1
+        if button == 1 and "Control" in mods and not self._edit_dragging:
+            if not self._dragged:
+                return
+            # The first few pixels (before it counted as a drag) move the selection too.
+            self._edit_dragging = True
+            self.signals.edit_drag.emit("start", 0.0, 0.0)
+            dx, dy = x1 - self._press[0], y1 - self._press[1]
+        if self._edit_dragging:
+            self.signals.edit_drag.emit("move", float(dx), float(dy))
+            return
         if button in (2, 3) or "Shift" in mods:
             self.camera.pan(dx, dy, self.size[1])
         elif self.fly_mode:
@@ -199,6 +213,9 @@ class SplatCanvas(vispy_app.Canvas):
         self.camera_changed()
 
     def on_mouse_release(self, event) -> None:
+        if self._edit_dragging:
+            self._edit_dragging = False
+            self.signals.edit_drag.emit("end", 0.0, 0.0)
         if self._press is not None and not self._dragged and event.button == 1:
             mods = {m.name for m in event.modifiers}
             modifier = "shift" if "Shift" in mods else "ctrl" if ("Control" in mods or "Meta" in mods) else ""

@@ -87,6 +87,11 @@ class EditDocument:
         return self.gaussians.subset(keep)
 
     @property
+    def in_group(self) -> bool:
+        """True inside `group()`: edits accumulate into one step that is not yet in the history."""
+        return self._group is not None
+
+    @property
     def can_undo(self) -> bool:
         return bool(self._undo)
 
