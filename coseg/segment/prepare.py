@@ -98,7 +98,8 @@ def _resize_to(maps: list[np.ndarray], hw: tuple[int, int]) -> np.ndarray:
 def feature_cache_key(gaussians_path: Path, cams, extractor_name: str, config) -> str:
     h = hashlib.sha256()
     st = gaussians_path.stat()
-    h.update(f"{gaussians_path.resolve()}:{st.st_size}:{st.st_mtime_ns}".encode())
+    # Not the path: ablation runs share a copy of the same gaussians.ply (and this cache).
+    h.update(f"{st.st_size}:{st.st_mtime_ns}".encode())
     h.update(json.dumps([c.name for c in cams]).encode())
     h.update(f"{extractor_name}:{config.feature_dim}:{config.seed}".encode())
     return h.hexdigest()[:16]

@@ -1,0 +1,106 @@
+"""Paper Tables 1 and 3 on any built run: segmentation variants side by side.
+
+Usage:
+    python benchmarks/segmentation_ablation.py RUN [--iterations N] [--rows full,no-dino,...]
+
+Each row trains the segmentation stage from scratch in its own run folder
+RUN/ablations/<row>/ (sharing RUN's gaussians.ply and its unprojected-feature
+cache), evaluates it on the test views and prints one table row: mIoU, pixel
+accuracy, learnable parameters (MB), rendering FPS of RGB + segmentation and
+wall time. The raw labels' own mIoU on the same views is printed first.
+
+Rows (paper Table 3 plus the Table 1 per-Gaussian baseline):
+    per-gaussian   Gaussian Grouping style identities, CE + 3D regulariser
+    no-dino        spatial features only, CoSeg loss
+    no-spatial     unprojected 2D features only, CoSeg loss
+    single-scale   one fusion level, CoSeg loss
+    ce             full model with cross-entropy instead of the CoSeg loss
+    full           full model, CoSeg loss
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+ROWS = {
+    "per-gaussian": dict(field="per-gaussian"),
+    "no-dino": dict(use_dino=False),
+    "no-spatial": dict(use_spatial=False),
+    "single-scale": dict(single_scale=True),
+    "ce": dict(loss="ce"),
+    "full": dict(),
+}
+
+
+def make_row_run(run: Path, name: str) -> Path:
+    """A run folder for one row: RUN's config and Gaussians, a shared feature cache."""
+    row = run / "ablations" / name
+    row.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(run / "config.json", row / "config.json")
+    if not (row / "gaussians.ply").exists():
+        os.link(run / "gaussians.ply", row / "gaussians.ply")
+    (run / "cache").mkdir(exist_ok=True)
+    if not (row / "cache").exists():
+        (row / "cache").symlink_to((run / "cache").resolve())
+    for stale in ("segmentation.npz", "segmented.ply", "metrics.json"):
+        (row / stale).unlink(missing_ok=True)
+    return row
+
+
+def run_row(run: Path, name: str, iterations: int) -> dict:
+    from coseg.cli.eval import load_run_scene
+    from coseg.run import RunDir
+    from coseg.segment.config import SegmentConfig
+    from coseg.segment.evaluate import evaluate_segmentation
+    from coseg.segment.losses import CoSegLossConfig
+    from coseg.segment.stage import segment
+
+    opts = dict(ROWS[name])
+    loss = CoSegLossConfig(pixel_loss=opts.pop("loss", "js"))
+    config = SegmentConfig(iterations=iterations, loss=loss, **opts)
+    row = make_row_run(run, name)
+    t0 = time.perf_counter()
+    last = {}
+    for rec in segment(row, config):
+        last = rec
+    train_s = time.perf_counter() - t0
+    scene = load_run_scene(RunDir.open(row), None)
+    ev = evaluate_segmentation(row, scene)
+    return {"row": name, "miou": ev["miou"], "accuracy": ev["accuracy"],
+            "raw_label_miou": ev.get("raw_label_miou"), "params_mb": last.get("learnable_params_mb"),
+            "fps": ev["fps_rgb_seg"], "seconds": train_s, "extractor": last.get("feature_extractor")}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("run", type=Path)
+    p.add_argument("--iterations", type=int, default=6000)
+    p.add_argument("--rows", default=",".join(ROWS))
+    p.add_argument("--json", type=Path, help="also write the results here")
+    args = p.parse_args(argv)
+    rows = [r for r in args.rows.split(",") if r]
+    unknown = [r for r in rows if r not in ROWS]
+    if unknown:
+        p.error(f"unknown rows {unknown} (known: {', '.join(ROWS)})")
+    results = []
+    print(f"{'row':<14} {'mIoU':>7} {'acc':>7} {'params MB':>10} {'FPS':>6} {'time s':>8}")
+    for name in rows:
+        r = run_row(args.run, name, args.iterations)
+        results.append(r)
+        if len(results) == 1 and r["raw_label_miou"] is not None:
+            print(f"{'raw labels':<14} {100 * r['raw_label_miou']:7.2f}")
+        print(f"{name:<14} {100 * r['miou']:7.2f} {100 * r['accuracy']:7.2f} {r['params_mb'] or 0:10.3f} "
+              f"{r['fps']:6.2f} {r['seconds']:8.0f}", flush=True)
+    if args.json:
+        args.json.write_text(json.dumps({"iterations": args.iterations, "rows": results}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
