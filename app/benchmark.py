@@ -5,8 +5,14 @@ Rows printed (a table on stdout):
   model; the draw order is re-sorted in the background as in the app (frames
   do not wait for it);
 - orbit, reduced resolution: the same at 0.5x resolution, and with the
-  viewport's adaptive moving resolution (aiming at 15 FPS, >= 0.25x);
-- at rest: the same view drawn again (no re-sort);
+  viewport's adaptive moving frames (resolution >= 0.25x and the most
+  important Gaussians only, aiming at 15 FPS) as the app draws them;
+- at rest: the same view drawn again at full resolution, all Gaussians, no
+  re-sort (the app draws such a frame once after the camera stops and then
+  only on a change; this row measures that draw);
+- edit latency: recolour, then delete one segment through the app's path
+  (edit, changed rows to the GPU, the quick frame the viewport shows first),
+  and the full-resolution frame that follows;
 - naive baseline: fixed-size point sprites with a full `np.argsort` of the
   depths every frame (what the viewport is measured against);
 - pick latency: median of clicks at pixels on the model;
@@ -26,6 +32,30 @@ from app.picking import warm_up
 from app.viewport.splats import load_shader
 
 
+def upsampled(loaded, n: int, seed: int = 0):
+    """`loaded` with N Gaussians drawn from its own: a benchmark model with a trained scene's statistics.
+
+    Each new Gaussian copies a random source Gaussian, moved by a normal
+    offset of its own mean scale, with scales shrunk by sqrt(N0 / N) so the
+    surfaces stay covered about as densely as in the source (a denser
+    training run would also have smaller splats). Colours, opacities,
+    orientations and segments are copied. With N <= N0 it is a random subset.
+    """
+    from app.loading import LoadedModel
+
+    g0 = loaded.gaussians
+    rng = np.random.default_rng(seed)
+    if n <= len(g0):
+        g = g0.subset(np.sort(rng.choice(len(g0), n, replace=False)))
+    else:
+        g = g0.subset(rng.integers(0, len(g0), n))
+        sigma = np.exp(g.log_scales.mean(1, keepdims=True))
+        g.means = (g.means + rng.normal(size=g.means.shape) * sigma).astype(np.float32)
+        g.log_scales = (g.log_scales + 0.5 * np.log(len(g0) / n)).astype(np.float32)
+    return LoadedModel(loaded.path, loaded.kind, g, scene=loaded.scene, classes=loaded.classes,
+                       note=f"{loaded.path.name} resampled to {n:,} Gaussians")
+
+
 def _orbit(win, frames: int, scale: float | str | None, app) -> float:
     """Orbit FPS; scale None = full resolution, a number = fixed, "adaptive" = the app's rule."""
     canvas = win.canvas
@@ -35,7 +65,7 @@ def _orbit(win, frames: int, scale: float | str | None, app) -> float:
         canvas.camera.orbit(step, 0.0)
         canvas.request_sort()
         app.processEvents()
-        _draw(canvas, canvas.moving_scale if scale == "adaptive" else scale)
+        _draw(canvas, canvas.moving_scale if scale == "adaptive" else scale, lod=scale == "adaptive")
         now = time.perf_counter()
         if scale == "adaptive":
             canvas.adapt_scale(now - last)
@@ -43,14 +73,36 @@ def _orbit(win, frames: int, scale: float | str | None, app) -> float:
     return frames / (time.perf_counter() - t0)
 
 
-def _draw(canvas, scale: float | None) -> None:
+def _draw(canvas, scale: float | None, lod: bool = False) -> None:
     canvas.set_current()
     frame = canvas.frame_params()
     if scale is None:
         canvas.renderer.draw(frame)
     else:
-        canvas.renderer.draw_scaled(frame, scale, frame.size)
+        canvas.renderer.draw_scaled(frame, scale, frame.size, lod)
     gloo.gl.glFinish()
+
+
+def _edit_latency(win, app) -> list[tuple[str, str]]:
+    """Milliseconds from an edit to its first (quick) frame, and to the full frame after it."""
+    canvas, doc = win.canvas, win.doc
+    rows = []
+    for name, edit in (("recolour", lambda: win.editor.recolor([1.0, 0.2, 0.2])), ("delete", win.editor.delete)):
+        sid = doc.segment_ids()[len(doc.segment_ids()) // 2]
+        doc.select([sid])
+        count = len(doc.edits.rows_of(sid))
+        t0 = time.perf_counter()
+        edit()
+        uploaded = time.perf_counter()
+        _draw(canvas, canvas.moving_scale, lod=True)
+        quick = time.perf_counter()
+        _draw(canvas, None)
+        full = time.perf_counter()
+        rows.append((f"{name} one segment ({count:,} rows): "
+                     "edit+upload / quick frame / full frame",
+                     f"{1000 * (uploaded - t0):.0f} / {1000 * (quick - t0):.0f} / {1000 * (full - t0):.0f} ms"))
+        app.processEvents()
+    return rows
 
 
 def _naive(win, frames: int) -> float:
@@ -107,12 +159,14 @@ def run_benchmark(win, app, frames: int, startup_s: float) -> str:
     rows.append(("orbit FPS (full res, re-sorting)", f"{_orbit(win, frames, None, app):.1f}"))
     rows.append(("orbit FPS (0.5x res while moving)", f"{_orbit(win, frames, 0.5, app):.1f}"))
     fps = _orbit(win, frames, "adaptive", app)
-    rows.append((f"orbit FPS (adaptive res, ended at {win.canvas.moving_scale:.2f}x)", f"{fps:.1f}"))
+    rows.append((f"orbit FPS (adaptive, ended at {win.canvas.moving_scale:.2f}x res, "
+                 f"{win.canvas.renderer.lod_count:,} Gaussians)", f"{fps:.1f}"))
     t0 = time.perf_counter()
     for _ in range(frames):
         _draw(win.canvas, None)
     rows.append(("at-rest FPS (no re-sort)", f"{frames / (time.perf_counter() - t0):.1f}"))
     rows.append(("naive point sprites + argsort FPS", f"{_naive(win, frames):.1f}"))
     rows.append(("pick latency (median of 10)", f"{_pick_latency(win):.0f} ms"))
+    rows.extend(_edit_latency(win, app))
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)

@@ -44,12 +44,14 @@ class StudioDocument(QObject):
         self.hidden: set[int] = set()
         self.locked: set[int] = set()
         self.selection: set[int] = set()
+        self._counts: dict[int, int] | None = None
 
     # ------------------------------------------------------------ loading
     def set_model(self, loaded: LoadedModel) -> None:
         self.loaded = loaded
         self.edits = EditDocument(loaded.gaussians)
         self.edits.listeners.append(self._on_edit)
+        self._counts = None
         if loaded.gaussians.segments is None:
             self.names = {0: "unsegmented"}
         else:
@@ -69,12 +71,16 @@ class StudioDocument(QObject):
 
     # ------------------------------------------------------------ segments
     def segment_ids(self) -> list[int]:
-        return [] if self.edits is None else [int(i) for i in self.edits.segment_ids()]
+        """Sorted ids of the segments with live Gaussians."""
+        return [] if self.edits is None else list(self.segment_counts())
 
     def segment_counts(self) -> dict[int, int]:
-        live = self.edits.segments[~self.edits.deleted]
-        ids, counts = np.unique(live, return_counts=True)
-        return {int(i): int(c) for i, c in zip(ids, counts)}
+        """Live Gaussians per segment id (cached until the next edit)."""
+        if self._counts is None:
+            live = self.edits.segments[~self.edits.deleted]
+            ids, counts = np.unique(live, return_counts=True)
+            self._counts = {int(i): int(c) for i, c in zip(ids, counts)}
+        return dict(self._counts)
 
     def name_of(self, segment_id: int) -> str:
         return self.names.get(int(segment_id), f"segment {int(segment_id)}")
@@ -186,6 +192,7 @@ class StudioDocument(QObject):
         return self.edits is not None and self.edits.redo()
 
     def _on_edit(self, rows: np.ndarray | None) -> None:
+        self._counts = None
         known = set(self.names)
         for i in self.segment_ids():
             if i not in known:

@@ -28,6 +28,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                                 "or the camera's size with --camera)")
     p.add_argument("--benchmark", action="store_true", help="print viewport FPS and pick latency, then exit")
     p.add_argument("--frames", type=int, default=100, help="frames per benchmark row (default 100)")
+    p.add_argument("--upsample", type=int, default=None, metavar="N",
+                   help="with --benchmark: replace the opened model by N jittered copies of its Gaussians "
+                        "(a trained scene's size distribution at N Gaussians, see app.benchmark)")
     return p.parse_args(argv)
 
 
@@ -78,6 +81,10 @@ def main(argv: list[str] | None = None) -> int:
         if headless:
             win.close()
             return 1
+    if args.upsample and win.doc.is_open:
+        from app.benchmark import upsampled
+
+        win.set_loaded(upsampled(win.doc.loaded, args.upsample))
     if args.camera is not None:
         win.snap_to_camera(args.camera)
     win.set_mode(args.mode)

@@ -167,9 +167,11 @@ class MainWindow(QMainWindow):
             self._upload_model()
             return
         self.canvas.set_current()
-        self.canvas.renderer.update_rows(g, self._alt_colors(), np.asarray(rows))
+        moved = self.canvas.renderer.update_rows(g, self._alt_colors(), np.asarray(rows))
         self.canvas.renderer.set_state(self.doc.state())
-        self.canvas.update_means(g.means)
+        if moved:
+            self.canvas.set_means(g.means)
+        self.canvas.show_edit(bool(moved))
         self._refresh_picker()
 
     def _state_changed(self) -> None:

@@ -32,21 +32,29 @@ class Picker:
 
     def __init__(self, min_weight: float = 0.1) -> None:
         self.min_weight = min_weight
+        self._source: tuple[Gaussians, np.ndarray] | None = None
         self._model: Gaussians | None = None
         self._max_scales = np.zeros(0, np.float32)
 
     def set_model(self, gaussians: Gaussians, visible: np.ndarray) -> None:
-        """Prepare a model.
+        """Prepare a model (the visible part is gathered at the next pick, so edits stay cheap).
 
         Args:
-            gaussians: N Gaussians with segments.
+            gaussians: N Gaussians with segments (not modified before the next pick).
             visible: [N] bool, the Gaussians that are drawn (hidden/deleted excluded).
         """
-        part = gaussians.subset(visible)
-        if part.segments is None:
-            part.segments = np.zeros(len(part), np.int32)
-        self._model = part
-        self._max_scales = part.scales.max(axis=1) if len(part) else np.zeros(0, np.float32)
+        self._source = (gaussians, np.asarray(visible, bool).copy())
+        self._model = None
+
+    def _prepared(self) -> Gaussians | None:
+        if self._model is None and self._source is not None:
+            gaussians, visible = self._source
+            part = gaussians.subset(visible)
+            if part.segments is None:
+                part.segments = np.zeros(len(part), np.int32)
+            self._model = part
+            self._max_scales = part.scales.max(axis=1) if len(part) else np.zeros(0, np.float32)
+        return self._model
 
     def weights(self, viewmat: np.ndarray, focal: tuple[float, float, float, float],
                 size: tuple[int, int], x: float, y: float) -> dict[int, float]:
@@ -58,7 +66,7 @@ class Picker:
             size: (width, height) of the full image.
             x, y: a point inside the pixel to pick (column, row, pixel units).
         """
-        g = self._model
+        g = self._prepared()
         if g is None or not len(g):
             return {}
         rows = pick_candidates(g.means, self._max_scales, viewmat, focal, x, y)

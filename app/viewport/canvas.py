@@ -11,9 +11,12 @@ The draw order is refreshed only when the view has turned by more than
 `resort_angle_deg` or moved by more than `resort_fraction` of the scene radius;
 the sort runs on `DepthSorter`'s thread and the frame keeps the previous order
 until it arrives. While the camera moves, frames render at `moving_scale` of
-the resolution, adapted after every moving frame to keep it near
-`target_fps` (between `min_scale` and 1: software GL is fill-rate bound), and
-a full-resolution frame follows once the camera has rested for 200 ms.
+the resolution and only the renderer's `lod_count` most important Gaussians,
+both adapted after every moving frame to keep it near `target_fps` (software
+GL is bound by fragments and by about 1 us per vertex), and a full frame
+follows once the camera has rested for 200 ms. The first frame after an edit
+is drawn the same quick way, so the change shows at once. At rest nothing is
+redrawn until something changes.
 """
 
 from __future__ import annotations
@@ -52,6 +55,8 @@ class SplatCanvas(vispy_app.Canvas):
     resort_fraction = 0.02
     target_fps = 15.0
     min_scale = 0.25
+    min_lod = 5_000
+    start_lod = 50_000
 
     def __init__(self, parent=None, size: tuple[int, int] = (1280, 720)) -> None:
         super().__init__(app="pyside6", keys=None, vsync=False, size=size, parent=parent, show=False)
@@ -92,17 +97,16 @@ class SplatCanvas(vispy_app.Canvas):
         """
         self.set_current()
         upload(self.renderer)
+        self.renderer.lod_count = min(self.renderer.count, max(self.start_lod, self.renderer.lod_count))
         self._means = np.ascontiguousarray(means, np.float32)
         self._generation += 1
         self._sorted_view = None
         self.request_sort(force=True)
         self.update()
 
-    def update_means(self, means: np.ndarray) -> None:
-        """Centres moved by an edit (same N): keep the buffers, re-sort."""
+    def set_means(self, means: np.ndarray) -> None:
+        """[N, 3] centres after an edit moved some (same N): the next sort uses them."""
         self._means = np.ascontiguousarray(means, np.float32)
-        self.request_sort(force=True)
-        self.update()
 
     def set_depth_range(self, near: float, far: float) -> None:
         self.renderer.depth_range = (float(near), float(far))
@@ -144,7 +148,7 @@ class SplatCanvas(vispy_app.Canvas):
         self._moved_since_draw = False
         now = time.perf_counter()
         if moving:
-            self.renderer.draw_scaled(frame, self.moving_scale, frame.size)
+            self.renderer.draw_scaled(frame, self.moving_scale, frame.size, lod=True)
             # Finish so the adaptation sees the real cost of this frame, not mouse-event gaps.
             gloo.gl.glFinish()
             self.adapt_scale(time.perf_counter() - now)
@@ -158,12 +162,22 @@ class SplatCanvas(vispy_app.Canvas):
         self.signals.frame_drawn.emit()
 
     def adapt_scale(self, frame_seconds: float) -> None:
-        """Move `moving_scale` towards the resolution that draws at `target_fps`."""
+        """Move `moving_scale` and the LOD count towards what draws at `target_fps`."""
         budget = 1.0 / self.target_fps
+        r = self.renderer
         if frame_seconds > budget:
             self.moving_scale = max(self.min_scale, self.moving_scale * 0.8)
+            r.lod_count = min(r.count, max(self.min_lod, int(r.lod_count * 0.8)))
         elif frame_seconds < 0.6 * budget:
             self.moving_scale = min(1.0, self.moving_scale * 1.15)
+            r.lod_count = min(r.count, int(r.lod_count * 1.15) + 1)
+
+    def show_edit(self, moved: bool) -> None:
+        """An edit changed the buffers: draw a quick frame now (re-sorting if centres moved), refine at rest."""
+        if moved:
+            self.request_sort(force=True)
+        self._moved_since_draw = True
+        self.update()
 
     def on_resize(self, _event) -> None:
         self.update()

@@ -2,8 +2,9 @@
 // per Gaussian. Projects the 3D covariance with the EWA Jacobian exactly as
 // the 3DGS / coseg.render CPU rasteriser does (near plane 0.2, tangent clamp
 // at 1.3 x the half field of view, +0.3 px^2 on the 2D diagonal) and sizes
-// the square to 3 sigma of the larger eigenvalue, radius ceil(3 sqrt(lambda)),
-// capped at half the largest point size the GL allows (u_max_radius).
+// the square to 3 sigma of the larger eigenvalue, radius ceil(3 sqrt(lambda))
+// (less for low opacities, see below), capped at half the largest point size
+// the GL allows (u_max_radius).
 // Camera convention: OpenCV world-to-camera (x right, y down, z forward),
 // pixel (i, j) centre at (i + 0.5, j + 0.5).
 uniform mat4 u_view;        // world to camera
@@ -32,7 +33,7 @@ vec3 depth_colormap(float t) {
 
 void main() {
     vec3 t = (u_view * vec4(a_mean, 1.0)).xyz;
-    if (t.z <= 0.2 || a_color.a <= 0.0) {
+    if (t.z <= 0.2 || a_color.a < 1.0 / 255.0) {
         gl_Position = vec4(0.0, 0.0, 2.0, 1.0);
         gl_PointSize = 0.0;
         return;
@@ -54,7 +55,12 @@ void main() {
     float c = dot(r1, s1) + 0.3;
     float det = a * c - b * b;
     float mid = 0.5 * (a + c);
-    float radius = min(ceil(3.0 * sqrt(mid + sqrt(max(0.1, mid * mid - det)))), u_max_radius);
+    // Opacity-aware extent: beyond Mahalanobis distance sqrt(2 ln(255 opacity))
+    // every fragment has alpha < 1/255 and is discarded anyway, so a
+    // low-opacity splat gets a smaller square and the image is unchanged.
+    // Never more than the rasteriser's 3 sigma.
+    float extent = min(3.0, sqrt(2.0 * log(255.0 * a_color.a)));
+    float radius = min(ceil(extent * sqrt(mid + sqrt(max(0.1, mid * mid - det)))), u_max_radius);
     v_conic = vec4(c / det, -b / det, a / det, radius);
     v_color = a_color;
     if (u_depth_mode > 0.5)
