@@ -181,3 +181,20 @@ def test_encode_scale_changes_only_the_position_code():
     np.testing.assert_array_equal(a["hierarchy"].point_idx[3], b["hierarchy"].point_idx[3])
     np.testing.assert_array_equal(b["levels"][1][0], a["levels"][1][0])
     assert not torch.allclose(a["f_e"], b["f_e"])
+
+
+def test_set_norm_uses_the_point_set_statistics():
+    enc = RandLAEncoder(RandLAConfig(set_norm=True))
+    _randomise(enc)
+    enc.freeze()
+    xyz = _points(300)
+    a = enc.encode(xyz, rng=np.random.default_rng(0))["f_e"]
+    for m in enc.modules():
+        if isinstance(m, torch.nn.BatchNorm1d):
+            m.running_mean.add_(5.0)
+    b = enc.encode(xyz, rng=np.random.default_rng(0))["f_e"]
+    torch.testing.assert_close(a, b)
+    enc.train()
+    with torch.no_grad():
+        c = enc.encode(xyz, rng=np.random.default_rng(0))["f_e"]
+    torch.testing.assert_close(a, c)

@@ -6,4 +6,5 @@
 - `losses`: JS pixel loss (Eq. 8), 3D KL regulariser (Eq. 9), cross-entropy.
 - `field`: the per-Gaussian identity baseline (Gaussian Grouping style).
 - `knn`: KNN utilities.
+- `pretrain`: training the encoder on procedural rooms (`coseg pretrain-spatial`).
 """

@@ -33,6 +33,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from coseg.segment.knn import inverse_distance_weights, knn_indices
@@ -64,6 +65,11 @@ class RandLAConfig:
     """Random-sampling ratio after each block."""
     layout: str = "open3d"
     """Weight layout: "open3d" or "ari0u" (see module docstring)."""
+    set_norm: bool = False
+    """Normalise every BatchNorm with the statistics of the encoded point set
+    itself (affine kept, running statistics unused), as in training. Our own
+    weights need it: their running statistics do not match single crops.
+    External S3DIS checkpoints use their running statistics (False)."""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -89,18 +95,26 @@ def _activation(kind: str | None) -> nn.Module:
 class SharedMLP(nn.Module):
     """Linear (a 1x1 convolution) + optional BatchNorm + activation on the last dim."""
 
-    def __init__(self, c_in: int, c_out: int, bn: bool, act: str | None) -> None:
+    def __init__(self, c_in: int, c_out: int, bn: bool, act: str | None, set_norm: bool = False) -> None:
         super().__init__()
         self.fc = nn.Linear(c_in, c_out)
         self.bn = nn.BatchNorm1d(c_out, eps=1e-6) if bn else None
         self.act = _activation(act)
+        self.set_norm = set_norm
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: [..., c_in] -> [..., c_out]."""
         y = self.fc(x)
         if self.bn is not None:
-            y = self.bn(y.reshape(-1, y.shape[-1])).reshape(y.shape)
+            y = _batch_norm(self.bn, y.reshape(-1, y.shape[-1]), self.set_norm).reshape(y.shape)
         return self.act(y)
+
+
+def _batch_norm(bn: nn.BatchNorm1d, x: torch.Tensor, set_norm: bool) -> torch.Tensor:
+    """BatchNorm over rows of x [M, C]; with `set_norm` outside training, the set's own statistics."""
+    if set_norm and not bn.training:
+        return F.batch_norm(x, None, None, bn.weight, bn.bias, True, 0.0, bn.eps)
+    return bn(x)
 
 
 class AttentivePooling(nn.Module):
@@ -109,7 +123,7 @@ class AttentivePooling(nn.Module):
     def __init__(self, c_in: int, c_out: int, spec: dict) -> None:
         super().__init__()
         self.score = nn.Linear(c_in, c_in, bias=spec["score_bias"])
-        self.mlp = SharedMLP(c_in, c_out, *spec["pool"])
+        self.mlp = SharedMLP(c_in, c_out, *spec["pool"], spec["set_norm"])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: [P, K, c_in] -> [P, c_out]."""
@@ -124,13 +138,14 @@ class DilatedResidualBlock(nn.Module):
         super().__init__()
         self.spec = spec
         half = d_out // 2
-        self.mlp1 = SharedMLP(d_in, half, *spec["mlp1"])
-        self.lse1 = SharedMLP(10, half, *spec["lse"])
+        sn = spec["set_norm"]
+        self.mlp1 = SharedMLP(d_in, half, *spec["mlp1"], sn)
+        self.lse1 = SharedMLP(10, half, *spec["lse"], sn)
         self.pool1 = AttentivePooling(d_out, half, spec)
-        self.lse2 = SharedMLP(10 if spec["lse2_raw"] else half, half, *spec["lse"])
+        self.lse2 = SharedMLP(10 if spec["lse2_raw"] else half, half, *spec["lse"], sn)
         self.pool2 = AttentivePooling(d_out, d_out, spec)
-        self.mlp2 = SharedMLP(d_out, 2 * d_out, *spec["mlp2"])
-        self.shortcut = SharedMLP(d_in, 2 * d_out, *spec["shortcut"])
+        self.mlp2 = SharedMLP(d_out, 2 * d_out, *spec["mlp2"], sn)
+        self.shortcut = SharedMLP(d_in, 2 * d_out, *spec["shortcut"], sn)
         self.out_act = nn.LeakyReLU(0.01)
 
     def forward(self, xyz: torch.Tensor, feat: torch.Tensor, neigh: torch.Tensor) -> torch.Tensor:
@@ -226,7 +241,7 @@ class RandLAEncoder(nn.Module):
         if len(config.d_out) != len(config.ratios):
             raise ValueError("RandLAConfig: d_out and ratios must have the same length")
         self.config = config
-        spec = _LAYOUTS[config.layout]
+        spec = {**_LAYOUTS[config.layout], "set_norm": config.set_norm}
         self.fc0 = nn.Linear(config.in_channels, config.d_feature)
         self.bn0 = nn.BatchNorm1d(config.d_feature, eps=1e-6)
         self.act0 = nn.LeakyReLU(0.2)
@@ -235,7 +250,7 @@ class RandLAEncoder(nn.Module):
             blocks.append(DilatedResidualBlock(d_in, d, spec))
             d_in = 2 * d
         self.blocks = nn.ModuleList(blocks)
-        self.bottleneck = SharedMLP(d_in, d_in, *spec["bottleneck"])
+        self.bottleneck = SharedMLP(d_in, d_in, *spec["bottleneck"], config.set_norm)
 
     def freeze(self) -> "RandLAEncoder":
         """Eval mode and no gradients (the encoder is frozen during segmentation)."""
@@ -263,7 +278,8 @@ class RandLAEncoder(nn.Module):
             feat = np.concatenate([centred, np.asarray(colors, np.float32)], axis=1)
         elif self.config.in_channels != 3:
             raise ValueError(f"unsupported RandLA-Net input width {self.config.in_channels}")
-        x = self.act0(self.bn0(self.fc0(torch.from_numpy(np.ascontiguousarray(feat, np.float32)))))
+        x = self.fc0(torch.from_numpy(np.ascontiguousarray(feat, np.float32)))
+        x = self.act0(_batch_norm(self.bn0, x, self.config.set_norm))
         f_s = []
         for n, block in enumerate(self.blocks):
             pts = torch.from_numpy(hierarchy.xyz[n] - xyz.mean(0, keepdims=True))
