@@ -10,6 +10,15 @@ from coseg.segment.losses import CoSegLossConfig, coseg_loss, js_loss, kl_regula
 from coseg.segment.randla import RandLAEncoder
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """Tiny models: one thread avoids OpenMP contention on a busy 2-core machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def scene():
     rng = np.random.default_rng(0)

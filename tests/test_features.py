@@ -12,6 +12,15 @@ from coseg.features.appearance import CHANNELS, AppearanceExtractor
 from coseg.features.dino import DinoExtractor, ViTConfig, VisionTransformer, load_vit
 from coseg.features.pca import FeatureReducer, fit_pca
 
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """Tiny models: one thread avoids OpenMP contention on a busy 2-core machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
 TINY = ViTConfig(dim=32, depth=4, heads=2, patch=8, pretrain_size=32)
 
 

@@ -9,6 +9,15 @@ import torch
 from coseg.segment.losses import ce_loss, js_loss, js_loss_bound, kl_regulariser
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """Tiny models: one thread avoids OpenMP contention on a busy 2-core machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def _js_reference(p: np.ndarray, y: np.ndarray, pi: float) -> float:
     """Direct float64 evaluation of the GJS definition with m and both KL terms."""
     total = 0.0

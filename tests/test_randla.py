@@ -9,6 +9,15 @@ from coseg.segment.randla import RandLAConfig, RandLAEncoder, build_hierarchy, r
 from coseg.segment.randla_weights import load_encoder, map_external_keys, save_encoder
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """Tiny models: one thread avoids OpenMP contention on a busy 2-core machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def _points(n=600, seed=0):
     return np.random.default_rng(seed).uniform(-1, 1, size=(n, 3)).astype(np.float32)
 
