@@ -167,7 +167,7 @@ class MainWindow(QMainWindow):
             self._upload_model()
             return
         self.canvas.set_current()
-        moved = self.canvas.renderer.update_rows(g, self._alt_colors(), np.asarray(rows))
+        moved = self.canvas.renderer.update_rows(g, np.asarray(rows))
         self.canvas.renderer.set_state(self.doc.state())
         if moved:
             self.canvas.set_means(g.means)

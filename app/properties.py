@@ -76,7 +76,6 @@ class PropertiesPanel(QDockWidget):
         self.setWidget(body)
         self._editable = [*self.position, *self.angles, self.rotate_button, self.color_button, self.duplicate_button]
         doc.selection_changed.connect(self.refresh)
-        doc.rows_changed.connect(lambda _rows: self.refresh())
         doc.segments_changed.connect(self.refresh)
         self.refresh()
 

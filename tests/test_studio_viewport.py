@@ -144,3 +144,38 @@ def test_pixel_weights_and_candidates_match_the_cpu_render():
         rows = pick_candidates(g.means, g.scales.max(1), cam.world_to_camera, focal, x, y)
         assert len(rows) < n
         assert set(np.flatnonzero(expected > 0)) <= set(rows.tolist())
+
+
+def test_low_opacity_splats_keep_every_pixel_of_the_cpu_render(make_main_window):
+    """The opacity-aware sprite radius shrinks faint splats without losing pixels above 1/255."""
+    from coseg.sort import depth_order
+
+    win = make_main_window()
+    g = _scene()
+    g.opacity_logits = logit(np.array([0.02, 0.05, 0.1, 0.2, 0.5]))
+    _open(win, g)
+    cam = _camera()
+    win.canvas.camera.snap_to(cam)
+    win.canvas.set_current()
+    win.canvas.renderer.set_order(depth_order(g.means, cam.world_to_camera))
+    white = np.ones((5, 3), np.float32)
+    g.sh_dc[:] = (1.0 - 0.5) / 0.28209479177387814
+    win.canvas.renderer.set_gaussians(g, white)
+    gpu = win.canvas.render_image((W, H)).astype(np.float32) / 255
+    cpu, alpha = _cpu_render(g, white, cam.world_to_camera, cam.K, W, H)
+    assert (alpha > 0.02).mean() > 0.1
+    err = np.abs(gpu - cpu).max(axis=2)
+    assert err.max() < 4 / 255 and err.mean() < 1 / 255
+
+
+def test_the_viewport_draws_once_at_rest(make_main_window, qtbot):
+    win = make_main_window()
+    _open(win, _scene())
+    qtbot.wait(600)  # the first frame, the sort result and the at-rest refinement
+    frames = []
+    win.canvas.signals.frame_drawn.connect(lambda: frames.append(1))
+    qtbot.wait(500)
+    assert not frames
+    win.doc.select([5])
+    win.editor.recolor([1.0, 0.0, 0.0])
+    qtbot.waitUntil(lambda: len(frames) >= 1, timeout=3000)

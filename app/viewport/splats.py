@@ -144,22 +144,21 @@ class SplatRenderer:
         self._rank[np.argsort(-importance(gaussians), kind="stable")] = np.arange(n)
         self._lod_built = -1
 
-    def update_rows(self, gaussians: Gaussians, alt_colors: np.ndarray, rows: np.ndarray) -> int:
+    def update_rows(self, gaussians: Gaussians, rows: np.ndarray) -> int:
         """Re-upload what an edit changed in the given rows (same N as the last upload).
 
         Geometry (means, covariances) is sent only for the rows whose values
         changed, as the contiguous span that holds them; a delete or a
-        recolour sends none. Colours are recomposed at the next draw.
+        recolour sends none. Colours are recomposed at the next draw; the
+        segment and feature colours stay (edits keep the rows' segments).
 
         Args:
             gaussians: the model after the edit.
-            alt_colors: [N, 3] segment colours after the edit.
             rows: [M] row indices the edit touched.
 
         Returns:
             Number of rows whose geometry was uploaded.
         """
-        self._alt = _f32(alt_colors)
         self._composed = None
         if not len(rows):
             return 0
