@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 from vispy import gloo
 
-from coseg.gaussians import Gaussians
+from coseg.gaussians import Gaussians, sh_dc_to_rgb, sigmoid
 from coseg.sort import covariances_upper
 
 SHADER_DIR = Path(__file__).resolve().parents[2] / "resources" / "shaders"
@@ -133,6 +133,8 @@ class SplatRenderer:
             self.index = None
             return
         cov = covariances_upper(gaussians)
+        # What the geometry buffers were computed from, to find the rows an edit moved.
+        self._source = {k: getattr(gaussians, k).copy() for k in ("means", "quats", "log_scales")}
         self._geometry = {"a_mean": _f32(gaussians.means), "a_cov_a": _f32(cov[:, :3]), "a_cov_b": _f32(cov[:, 3:])}
         self._buffers = {name: gloo.VertexBuffer(arr) for name, arr in self._geometry.items()}
         self._buffers["a_color"] = gloo.VertexBuffer(np.zeros((n, 4), np.float32))
@@ -162,20 +164,25 @@ class SplatRenderer:
         self._composed = None
         if not len(rows):
             return 0
-        rows = np.unique(rows)
-        part = gaussians.subset(rows)
-        self._rgb[rows] = part.colors
-        self._opacity[rows] = part.opacities
-        cov = covariances_upper(part)
-        new = {"a_mean": _f32(part.means), "a_cov_a": _f32(cov[:, :3]), "a_cov_b": _f32(cov[:, 3:])}
+        rows = np.asarray(rows, np.int64)
+        if np.any(rows[1:] <= rows[:-1]):  # edits pass sorted rows; merged steps may not
+            rows = np.unique(rows)
+        self._rgb[rows] = np.clip(sh_dc_to_rgb(gaussians.sh_dc[rows]), 0.0, 1.0)
+        self._opacity[rows] = sigmoid(gaussians.opacity_logits[rows])
+        src = self._source
         moved = np.zeros(len(rows), bool)
-        for name, arr in new.items():
-            moved |= np.any(self._geometry[name][rows] != arr, axis=1)
+        for name in src:
+            moved |= np.any((getattr(gaussians, name)[rows] != src[name][rows]).reshape(len(rows), -1), axis=1)
         if not moved.any():
             return 0
-        for name, arr in new.items():
-            self._geometry[name][rows] = arr
-        lo, hi = int(rows[moved][0]), int(rows[moved][-1]) + 1
+        rows = rows[moved]
+        part = gaussians.subset(rows)
+        for name in src:
+            src[name][rows] = getattr(part, name)
+        cov = covariances_upper(part)
+        for name, arr in (("a_mean", part.means), ("a_cov_a", cov[:, :3]), ("a_cov_b", cov[:, 3:])):
+            self._geometry[name][rows] = _f32(arr)
+        lo, hi = int(rows[0]), int(rows[-1]) + 1
         for name, arr in self._geometry.items():
             self._buffers[name].set_subdata(arr[lo:hi], offset=lo)
         return hi - lo
