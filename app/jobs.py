@@ -3,7 +3,9 @@
 Building runs the same generator as `coseg build` (`coseg.building.train`)
 and segmenting the one behind `coseg segment` (`coseg.segment.stage.segment`).
 When a job ends (done or stopped, with its checkpoint kept) the run folder is
-opened again, so the viewport shows the new Gaussians or segments.
+opened again, so the viewport shows the new Gaussians or segments. Edits
+made before are not replayed onto the new model (segment ids change): save
+a project first to keep them (the autosave is replaced by the next edit).
 Simplification: the viewport does not refresh during a job (the engine's
 progress records carry no model, and the checkpoints are written only every
 `checkpoint_every` steps); the preview updates when the job ends.
@@ -65,7 +67,7 @@ def start_segment(win: "MainWindow") -> None:
     from coseg.segment.config import SegmentConfig
 
     worker = segment_worker(Path(folder), SegmentConfig(iterations=iterations))
-    worker.finished_with.connect(lambda rec: rec.get("stage") in ("done", "stopped") and win.open_path(folder))
+    worker.finished_with.connect(lambda _rec: win.open_source(folder, offer_autosave=False))
     win.start_job(worker)
 
 
@@ -82,5 +84,5 @@ def start_build(win: "MainWindow") -> None:
     if not ok:
         return
     worker = build_worker(loaded.scene, Path(folder), iterations)
-    worker.finished_with.connect(lambda _rec: win.open_path(folder))
+    worker.finished_with.connect(lambda _rec: win.open_source(folder, offer_autosave=False))
     win.start_job(worker)
