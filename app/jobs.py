@@ -6,16 +6,23 @@ When a job ends (done or stopped, with its checkpoint kept) the run folder is
 opened again, so the viewport shows the new Gaussians or segments. Edits
 made before are not replayed onto the new model (segment ids change): save
 a project first to keep them (the autosave is replaced by the next edit).
-Simplification: the viewport does not refresh during a job (the engine's
-progress records carry no model, and the checkpoints are written only every
-`checkpoint_every` steps); the preview updates when the job ends.
+
+While a build runs, `BuildPreview` shows the Gaussians of each new checkpoint
+(written every `checkpoint_every` steps, default 500): the progress records
+carry no model, so the newest checkpoint is read on a helper thread when one
+appears and the viewport swaps to it, keeping the camera. Simplification:
+segmentation shows its segments only when the stage ends (its records carry
+no labels and its checkpoint holds the field, not per-Gaussian labels).
 """
 
 from __future__ import annotations
 
+import logging
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import QFileDialog, QInputDialog, QMessageBox
 
 from app.workers import GeneratorWorker
@@ -25,6 +32,60 @@ SEGMENT_CHECKPOINT = "checkpoints/segment.pt"
 
 if TYPE_CHECKING:
     from app.main_window import MainWindow
+
+log = logging.getLogger(__name__)
+
+
+class BuildPreview(QObject):
+    """Shows the newest building checkpoint of `run_dir` in the window while a build runs.
+
+    Call `poll()` on every progress record; at most one checkpoint is read at a
+    time, on a helper thread, and `ready(iteration, gaussians)` is emitted in
+    the GUI thread when it is loaded.
+    """
+
+    ready = Signal(int, object)
+
+    def __init__(self, win: "MainWindow", run_dir: Path) -> None:
+        super().__init__(win)
+        self.win = win
+        self.run_dir = Path(run_dir)
+        self.shown = -1
+        self._loading = False
+        self.ready.connect(self._show)
+
+    def poll(self, _record: dict | None = None) -> None:
+        from coseg.building.checkpoint import list_checkpoints
+
+        found = list_checkpoints(self.run_dir / "checkpoints")
+        if self._loading or not found or found[-1][0] <= self.shown:
+            return
+        self._loading = True
+        threading.Thread(target=self._load, args=(found[-1][1],), name="coseg-build-preview", daemon=True).start()
+
+    def _load(self, path: Path) -> None:
+        import torch
+
+        from coseg.building.optim import params_to_gaussians
+
+        try:
+            ckpt = torch.load(path, map_location="cpu", weights_only=False)
+            self.ready.emit(int(ckpt["iteration"]), params_to_gaussians(ckpt["params"]))
+        except (OSError, RuntimeError, KeyError, EOFError) as e:  # replaced or half-written: the next poll retries
+            log.debug("preview of %s skipped: %s", path, e)
+            self._loading = False
+
+    def _show(self, iteration: int, gaussians) -> None:
+        from app.loading import LoadedModel
+
+        self._loading = False
+        if iteration <= self.shown:
+            return
+        self.shown = iteration
+        loaded = self.win.doc.loaded
+        scene = loaded.scene if loaded is not None else None
+        self.win.show_preview(LoadedModel(self.run_dir, "run", gaussians, scene=scene,
+                                          note=f"build preview: iteration {iteration}, {len(gaussians):,} Gaussians"))
 
 
 def build_worker(scene, run_dir: Path, iterations: int) -> GeneratorWorker:
@@ -84,5 +145,7 @@ def start_build(win: "MainWindow") -> None:
     if not ok:
         return
     worker = build_worker(loaded.scene, Path(folder), iterations)
+    preview = BuildPreview(win, Path(folder))
+    worker.progress.connect(preview.poll)
     worker.finished_with.connect(lambda _rec: win.open_source(folder, offer_autosave=False))
     win.start_job(worker)

@@ -118,6 +118,11 @@ class MainWindow(QMainWindow):
         self.actions.set_features_available(loaded.features is not None)
         self.reset_view()
 
+    def show_preview(self, loaded: LoadedModel) -> None:
+        """Show a model produced by a running job, keeping the camera (edits are not kept)."""
+        self.doc.set_model(loaded)
+        self.note_label.setText(loaded.note)
+
     def open_dialog(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Open", "", "Gaussians or project (*.ply *.splat *.cosegproj);;All files (*)")
         if path:

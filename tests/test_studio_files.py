@@ -166,3 +166,28 @@ def test_segment_job_reports_progress_and_stops(qtbot, tmp_path):
     assert "features" in stages and trained.is_set()
     assert blocker.args[0]["stage"] == "stopped" and blocker.args[0]["iteration"] < 10_000
     assert (tmp_path / "run" / "checkpoints" / "segment.pt").exists()
+
+
+@pytest.mark.gui
+def test_build_preview_shows_each_new_checkpoint_keeping_the_camera(make_main_window, qtbot, tmp_path):
+    import torch
+
+    from app.jobs import BuildPreview
+    from app.loading import LoadedModel
+    from coseg.building.checkpoint import save_checkpoint
+    from coseg.building.optim import create_params
+
+    win = make_main_window()
+    win.set_loaded(LoadedModel(tmp_path / "scene", "scene", _model(n=30)))
+    rotation = win.canvas.camera.rotation.copy()
+    preview = BuildPreview(win, tmp_path / "run")
+    preview.poll()  # no checkpoint yet: nothing happens
+    assert preview.shown == -1
+    for iteration, n in ((500, 40), (1000, 50)):
+        params = create_params(_model(n=n), 0)
+        save_checkpoint(tmp_path / "run" / "checkpoints", iteration, params, torch.optim.Adam(params.values()), {}, {})
+        with qtbot.waitSignal(preview.ready, timeout=20_000):
+            preview.poll({"iteration": iteration})
+        assert preview.shown == iteration and len(win.doc.gaussians) == n
+        assert win.canvas.renderer.count == n and f"iteration {iteration}" in win.note_label.text()
+    np.testing.assert_array_equal(win.canvas.camera.rotation, rotation)
