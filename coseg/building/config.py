@@ -60,8 +60,8 @@ class BuildConfig:
     init_max_points: int = 30_000
     """Initial points are randomly subsampled to at most this many."""
     init_min_points: int = 20_000
-    """When the scene gives fewer points than this, training depth maps (if any) add the rest:
-    dense, small initial Gaussians train faster and better on the CPU."""
+    """When the scene gives fewer points than this, training depth maps (if any) add the rest
+    (a dense start of small Gaussians instead of few large ones)."""
     init_random_points: int = 10_000
     """Number of random points when no points, COLMAP points or depth exist."""
     init_opacity: float = 0.1

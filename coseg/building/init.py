@@ -13,8 +13,7 @@ training camera wins; the choice is logged and recorded in config.json):
 
 When the scene's points are fewer than ``init_min_points`` (sparse SfM
 points) and depth maps exist, back-projected depth points are added (method
-``scene+depth``): a denser start means smaller initial Gaussians, which
-rasterise faster and converge sooner on the CPU.
+``scene+depth``): a dense start of small Gaussians instead of few large ones.
 
 Points beyond ``init_max_points`` are randomly subsampled (seeded). Each
 Gaussian is isotropic with scale = root-mean-square distance to its 3 nearest
