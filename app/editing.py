@@ -10,15 +10,12 @@ isolate and show all are view state, not edits.
 from __future__ import annotations
 
 import contextlib
-import logging
 
 import numpy as np
 from PySide6.QtCore import QObject
 
 from app.document import StudioDocument
 from app.viewport.canvas import SplatCanvas
-
-log = logging.getLogger(__name__)
 
 
 class EditController(QObject):
