@@ -126,9 +126,10 @@ def _train(scene: Scene, config: BuildConfig, run_dir: str | Path | RunDir,
         run = RunDir.open(run.path)
     else:
         run = RunDir.create(run.path, scene.root, config.downscale)
-    if ckpt is None:
+    if ckpt is None:  # a fresh start in a reused folder: no result of an earlier build may survive
         for _, stale in list_checkpoints(run.checkpoints_dir):
             stale.unlink()
+        run.gaussians_path.unlink(missing_ok=True)
     config = config.resolved()
     strategy = DensifyStrategy.from_config(config)
     if config.torch_threads > 0:
