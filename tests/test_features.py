@@ -21,6 +21,7 @@ def _one_torch_thread():
     yield
     torch.set_num_threads(before)
 
+
 TINY = ViTConfig(dim=32, depth=4, heads=2, patch=8, pretrain_size=32)
 
 

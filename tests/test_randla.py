@@ -207,3 +207,14 @@ def test_set_norm_uses_the_point_set_statistics():
     with torch.no_grad():
         c = enc.encode(xyz, rng=np.random.default_rng(0))["f_e"]
     torch.testing.assert_close(a, c)
+
+
+def test_shipped_weights_load():
+    from coseg.segment.randla_weights import SHIPPED_WEIGHTS
+
+    if not SHIPPED_WEIGHTS.exists():
+        pytest.skip("resources/weights/randla_synth.pt not present")
+    enc = load_encoder(SHIPPED_WEIGHTS)
+    assert enc.config.set_norm and enc.config.in_channels == 3
+    out = enc.encode(_points(200))
+    assert torch.isfinite(out["f_e"]).all()

@@ -63,7 +63,7 @@ def run(args) -> int:
                 score = rec
     save_encoder(trainer.encoder, args.out, source="coseg pretrain-spatial on coseg.synth rooms",
                  pretrain_config=config.to_dict(), classes=list(trainer.classes.values()),
-                 torch_version=torch.__version__, **score)
+                 torch_version=str(torch.__version__), **score)
     log.info("spatial encoder written to %s: val mIoU %.3f, accuracy %.3f (%d classes), %.0f s",
              args.out, score["val_miou"], score["val_accuracy"], score["val_classes"], score["train_seconds"])
     return 0
