@@ -111,8 +111,11 @@ class SharedMLP(nn.Module):
 
 
 def _batch_norm(bn: nn.BatchNorm1d, x: torch.Tensor, set_norm: bool) -> torch.Tensor:
-    """BatchNorm over rows of x [M, C]; with `set_norm` outside training, the set's own statistics."""
-    if set_norm and not bn.training:
+    """BatchNorm over rows of x [M, C]; with `set_norm` outside training, the set's own statistics.
+
+    A set of a single row has no statistics; it uses the running ones.
+    """
+    if set_norm and not bn.training and x.shape[0] > 1:
         return F.batch_norm(x, None, None, bn.weight, bn.bias, True, 0.0, bn.eps)
     return bn(x)
 
