@@ -127,10 +127,14 @@ class RunDir:
     def read_metrics(self) -> dict[str, Any]:
         return _read_json(self.metrics_path) if self.metrics_path.exists() else {}
 
-    def update_metrics(self, section: str, values: dict[str, Any]) -> None:
-        """Merge `values` into one section of metrics.json; other sections are kept."""
+    def update_metrics(self, section: str, values: dict[str, Any], replace: bool = False) -> None:
+        """Merge `values` into one section of metrics.json (or `replace` that section);
+        other sections are kept."""
         metrics = self.read_metrics()
-        metrics.setdefault(section, {}).update(values)
+        if replace:
+            metrics[section] = dict(values)
+        else:
+            metrics.setdefault(section, {}).update(values)
         write_json_atomic(self.metrics_path, metrics)
 
     # ------------------------------------------------------------ process control

@@ -43,6 +43,8 @@ def test_sections_merge_without_clobbering(tmp_path):
     run.update_metrics("building", {"psnr": 30.0})
     run.update_metrics("building", {"ssim": 0.9})
     assert run.read_metrics() == {"segmentation": {"miou": 0.5}, "building": {"psnr": 30.0, "ssim": 0.9}}
+    run.update_metrics("building", {"iterations": 5}, replace=True)
+    assert run.read_metrics() == {"segmentation": {"miou": 0.5}, "building": {"iterations": 5}}
     run.update_config("building", {"a": 1})
     assert run.read_config()["building"] == {"a": 1} and "format_version" in run.read_config()
 

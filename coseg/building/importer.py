@@ -48,7 +48,7 @@ def import_ply(ply_path: str | Path, run: RunDir) -> Gaussians:
                                    "sh_degree": gaussians.sh_degree})
     write_gaussians_ply(gaussians, run.gaussians_path)
     run.update_metrics("building", {"completed": True, "imported_from": str(ply_path.resolve()),
-                                    "num_gaussians": len(gaussians)})
+                                    "num_gaussians": len(gaussians)}, replace=True)
     log.info("imported %d Gaussians (SH degree %d) from %s into %s",
              len(gaussians), gaussians.sh_degree, ply_path, run.path)
     return gaussians

@@ -245,7 +245,7 @@ def _train(scene: Scene, config: BuildConfig, run_dir: str | Path | RunDir,
         "its_per_s": iteration / max(elapsed, 1e-9), "peak_rss_mb_train": peak_rss_mb(),
         "train_view_psnr": record.get("psnr"),
     }
-    run.update_metrics("building", summary)
+    run.update_metrics("building", summary, replace=True)  # earlier eval figures are stale now
     log.info("%s after %d iterations: %d Gaussians, %.1f s; wrote %s",
              "stopped" if stopped else "finished", iteration, len(gaussians), elapsed, run.gaussians_path)
     yield {**record, "event": "stopped" if stopped else "done", "summary": summary}
