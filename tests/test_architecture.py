@@ -57,3 +57,18 @@ print('ok')
 """
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
+
+
+def test_atomic_writes_get_ordinary_permissions(tmp_path):
+    import os
+
+    from coseg.io.atomic import write_bytes_atomic
+
+    umask = os.umask(0o022)
+    try:
+        write_bytes_atomic(tmp_path / "f.bin", b"x")
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "f.bin").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "f.bin").read_bytes() == b"x"
+    assert [p.name for p in tmp_path.iterdir()] == ["f.bin"]
