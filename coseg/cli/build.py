@@ -13,8 +13,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import signal
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -100,18 +98,10 @@ def _train(scene, config, run_dir, resume: bool) -> int:
     from tqdm import tqdm
 
     from coseg.building import BuildConfig, train
+    from coseg.cli.stopping import stop_on_sigint
 
-    stop = threading.Event()
-
-    def on_sigint(signum, frame):
-        if stop.is_set():
-            raise KeyboardInterrupt
-        stop.set()
-        log.warning("stopping after the current step (Ctrl-C again to abort)")
-
-    previous = signal.signal(signal.SIGINT, on_sigint)
     last: dict[str, Any] = {}
-    try:
+    with stop_on_sigint("step") as stop:
         with run_dir.lock(), run_dir.log_to_file():
             bar = None
             for rec in train(scene, config or BuildConfig(), run_dir, stop, resume=resume):
@@ -128,8 +118,6 @@ def _train(scene, config, run_dir, resume: bool) -> int:
                 last = rec
             if bar is not None:
                 bar.close()
-    finally:
-        signal.signal(signal.SIGINT, previous)
     summary = last.get("summary", {})
     state = "stopped (resume with: coseg build --resume " + str(run_dir.path) + ")" \
         if last.get("event") == "stopped" else "done"

@@ -6,10 +6,7 @@ continues it.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import signal
-import threading
 from pathlib import Path
 
 from coseg.errors import CosegError
@@ -75,35 +72,18 @@ def config_from_args(args):
     return SegmentConfig(**values)
 
 
-@contextlib.contextmanager
-def stop_on_sigint():
-    """A threading.Event set by the first Ctrl-C (a second one aborts)."""
-    stop = threading.Event()
-
-    def handler(signum, frame):
-        if stop.is_set():
-            raise KeyboardInterrupt
-        stop.set()
-        log.warning("stopping after the current iteration (Ctrl-C again to abort)")
-
-    previous = signal.signal(signal.SIGINT, handler)
-    try:
-        yield stop
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
 def drive_segmentation(run_dir: Path, config, resume: bool = False) -> dict:
     """Run the stage with a progress bar; returns the final record."""
     from tqdm import tqdm
 
     from coseg.run import RunDir
+    from coseg.cli.stopping import stop_on_sigint
     from coseg.segment.stage import segment
 
     run = RunDir.open(run_dir)
     last: dict = {}
     bar = None
-    with stop_on_sigint() as stop, run.lock(), run.log_to_file():
+    with stop_on_sigint("iteration") as stop, run.lock(), run.log_to_file():
         for rec in segment(run_dir, config, stop, resume=resume):
             stage = rec["stage"]
             if stage in ("features", "spatial"):
