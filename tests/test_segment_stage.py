@@ -102,3 +102,24 @@ def test_run_without_building_stage_is_clear(tmp_path):
     RunDir.create(tmp_path / "empty", tmp_path)
     with pytest.raises(InputError, match="no gaussians.ply"):
         list(segment(tmp_path / "empty", SegmentConfig(iterations=1)))
+
+
+def test_labels_with_one_class_only_is_clear(tmp_path):
+    import shutil
+
+    import imageio.v3 as iio
+
+    from coseg.synth import SynthConfig, generate
+
+    scene = tmp_path / "scene"
+    generate(scene, SynthConfig(views=3, test_views=1, width=32, height=24, points=500, seed=1))
+    for f in (scene / "labels").iterdir():
+        iio.imwrite(f, (iio.imread(f) * 0 + 4).astype("uint8"))
+    xyz, rgb = read_point_cloud(scene / "points3d.ply")
+    run = RunDir.create(tmp_path / "run", scene)
+    write_gaussians_ply(Gaussians.from_points(xyz, rgb, scale=0.05, opacity=0.9), run.gaussians_path)
+    with pytest.raises(InputError, match="hold 1 class"):
+        list(segment(run.path, SegmentConfig(iterations=1, extractor="appearance")))
+    shutil.rmtree(scene / "labels")
+    with pytest.raises(InputError, match="no training view has a label map"):
+        list(segment(run.path, SegmentConfig(iterations=1, extractor="appearance")))

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from coseg.errors import InputError
 from coseg.segment.config import SegmentConfig
 from coseg.segment.prepare import collect_labels, encode_views, feature_cache_key, unproject_scales
 
@@ -62,7 +63,8 @@ class SegmentationModel:
         self.kept = np.flatnonzero(attendance_mask(counts, c.attendance_tau, len(self.cams),
                                                    cam0.width, cam0.height))
         if len(self.kept) == 0:
-            raise ValueError("attendance-rate pruning removed every Gaussian; lower attendance_tau")
+            raise InputError(f"attendance-rate pruning (tau={c.attendance_tau:g}) removed every Gaussian; "
+                             "lower --attendance-tau")
         self.info.update(gaussians=len(self.gaussians), kept=int(len(self.kept)),
                          pruned=int(len(self.gaussians) - len(self.kept)))
         log.info("attendance pruning (tau=%g) kept %d of %d Gaussians", c.attendance_tau,
@@ -83,7 +85,7 @@ class SegmentationModel:
                 self.views.append(vi)
             yield rec
         if not self.views:
-            raise ValueError("no labelled training view sees any Gaussian")
+            raise InputError(f"{self.run.path}: no labelled training view sees any Gaussian")
         self._build_field()
 
     def _encoder(self):
@@ -200,8 +202,6 @@ class SegmentationModel:
         write_bytes_atomic(self.checkpoint_path, buf.getvalue())
 
     def load_checkpoint(self) -> int:
-        from coseg.errors import InputError
-
         if not self.checkpoint_path.exists():
             raise InputError(f"{self.run.path}: no segmentation checkpoint to resume from")
         ck = torch.load(self.checkpoint_path, weights_only=False)

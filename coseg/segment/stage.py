@@ -66,6 +66,10 @@ def segment(run_dir: str | Path, config: SegmentConfig | None = None, stop_event
     cams = scene.train_cameras
     if len(cams) < 2:
         raise InputError(f"{scene.root}: fewer than 2 training views")
+    sizes = sorted({(c.width, c.height) for c in cams})
+    if len(sizes) > 1:
+        raise InputError(f"{scene.root}: training images have mixed sizes ({', '.join(f'{w}x{h}' for w, h in sizes)}); "
+                         "the segmentation stage needs one size (use the reader's downscale or resize them)")
     run.update_config("segmentation", config.to_dict())
     t_start = time.perf_counter()
     model = SegmentationModel(run, scene, gaussians, config)
