@@ -4,35 +4,41 @@
 # field (CoSegGaussians), evaluate on the test views, and save a studio
 # screenshot. Outputs go to demo/ (override with COSEG_DEMO_DIR). Re-running
 # skips finished stages; an interrupted stage resumes from its checkpoint.
+# COSEG_DEMO_QUICK=1 runs a tiny version (small scene, 50 iterations per stage)
+# in a few minutes, to check the tool chain; its numbers mean nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 VENV=${COSEG_VENV:-.venv}
 OUT=${COSEG_DEMO_DIR:-demo}
 coseg() { "$VENV/bin/coseg" "$@"; }
+SYNTH=() BUILD=() SEGMENT=()
+if [ "${COSEG_DEMO_QUICK:-0}" = 1 ]; then
+  SYNTH=(--views 8 --test-views 2 --size 64x48) BUILD=(--iterations 50) SEGMENT=(--seg-iterations 50)
+fi
 
-[ -f "$OUT/scene/transforms_train.json" ] || coseg synth "$OUT/scene" --force
+[ -f "$OUT/scene/transforms_train.json" ] || coseg synth "$OUT/scene" --force "${SYNTH[@]}"
 coseg info "$OUT/scene"
 
 if [ ! -f "$OUT/run/gaussians.ply" ]; then
   if [ -d "$OUT/run/checkpoints" ]; then
     coseg build --resume "$OUT/run"
   else
-    coseg build "$OUT/scene" --out "$OUT/run" --overwrite
+    coseg build "$OUT/scene" --out "$OUT/run" --overwrite "${BUILD[@]}"
   fi
 fi
 if [ ! -f "$OUT/run/segmented.ply" ]; then
   if [ -f "$OUT/run/checkpoints/segment.pt" ]; then
     coseg segment "$OUT/run" --resume --no-eval
   else
-    coseg segment "$OUT/run" --no-eval
+    coseg segment "$OUT/run" --no-eval "${SEGMENT[@]}"
   fi
 fi
 coseg eval "$OUT/run"
 coseg render "$OUT/run" --split test --what labels --out "$OUT/run/render/labels"
 
 # A studio frame of the result (headless, under Xvfb when there is no display).
-shot=("$VENV/bin/coseg-studio" "$OUT/run" --screenshot "$OUT/studio.png" --mode overlay --camera 0)
+shot=("$VENV/bin/coseg-studio" "$OUT/run" --screenshot "$OUT/studio.png" --mode overlay --camera 0 --size 960x720)
 if [ -z "${DISPLAY:-}" ] && command -v xvfb-run >/dev/null; then
   xvfb-run -a -s "-screen 0 1920x1080x24" "${shot[@]}" || echo "studio screenshot failed (see above)"
 else
