@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from coseg.segment.losses import ce_loss, js_loss, js_loss_bound, kl_regulariser
+from coseg.segment.losses import ce_loss, class_weights, js_loss, js_loss_bound, kl_regulariser
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -104,3 +104,27 @@ def test_kl_regulariser_zero_for_constant_features_and_has_gradient():
     g = torch.randn(50, 4, requires_grad=True)
     kl_regulariser(g, xyz, 10, 4, rng).backward()
     assert g.grad.abs().sum() > 0
+
+
+def test_class_weights_hand_case():
+    # freq = 0.8, 0.2, 0; beta 1 -> raw weights 1.25, 5, 0; sum freq * w = 2 -> 0.625, 2.5, 0.
+    w = class_weights(np.array([80, 20, 0]), 1.0)
+    assert w.tolist() == pytest.approx([0.625, 2.5, 0.0])
+    assert class_weights(np.array([80, 20, 0]), 0.0).tolist() == pytest.approx([1.0, 1.0, 0.0])
+    with pytest.raises(ValueError, match="class_balance"):
+        class_weights(np.array([1, 1]), -0.5)
+
+
+@pytest.mark.parametrize("loss_fn", ["js", "ce"])
+def test_weighted_pixel_loss_is_the_weighted_mean_of_per_pixel_losses(loss_fn):
+    rng = np.random.default_rng(4)
+    logits = rng.normal(size=(9, 3))
+    p = torch.from_numpy(np.exp(logits) / np.exp(logits).sum(1, keepdims=True))
+    y = torch.from_numpy(np.array([0, 1, 2, 2, 1, 0, -1, 2, 1]))
+    w = torch.tensor([0.5, 2.0, 3.0])
+    fn = (lambda pp, yy, **kw: js_loss(pp, yy, 0.5, **kw)) if loss_fn == "js" else ce_loss
+    per_pixel = [fn(p[i:i + 1], y[i:i + 1]).item() for i in range(9) if y[i] >= 0]
+    ws = [w[int(v)].item() for v in y if v >= 0]
+    expected = sum(a * b for a, b in zip(per_pixel, ws)) / sum(ws)
+    assert fn(p, y, weights=w).item() == pytest.approx(expected, rel=1e-10)
+    assert fn(p, y, weights=torch.ones(3)).item() == pytest.approx(fn(p, y).item(), rel=1e-12)

@@ -24,6 +24,8 @@ def _segment_args(p) -> None:
     g.add_argument("--dino-weights", type=Path, help="DINO checkpoint path (default: the torch hub cache)")
     g.add_argument("--loss", choices=["js", "ce"], default="js", help="pixel loss (ce: ablation)")
     g.add_argument("--pi-label", type=float, help="JS loss weight of the raw label (default 0.5)")
+    g.add_argument("--class-balance", type=float,
+                   help="exponent beta of the pixel-loss class weights freq**-beta (0 = off, the paper's plain mean)")
     g.add_argument("--no-dino", action="store_true", help="ablation: no unprojected 2D features")
     g.add_argument("--no-spatial", action="store_true", help="ablation: no RandLA-Net spatial features")
     g.add_argument("--single-scale", action="store_true", help="ablation: one fusion level")
@@ -61,6 +63,8 @@ def config_from_args(args):
     loss = {"pixel_loss": args.loss}
     if args.pi_label is not None:
         loss["pi_label"] = args.pi_label
+    if args.class_balance is not None:
+        loss["class_balance"] = args.class_balance
     values = dict(field=args.field, iterations=args.seg_iterations, extractor=args.extractor,
                   use_dino=not args.no_dino, use_spatial=not args.no_spatial,
                   single_scale=args.single_scale, spatial_weights=args.spatial_weights,

@@ -54,6 +54,9 @@ class CoSegLossConfig:
     """M, sampled points per scale (not in the paper)."""
     reg_k: int = 8
     """K, neighbours per sampled point (not in the paper)."""
+    class_balance: float = 0.0
+    """Exponent beta of the per-class pixel weights ``freq_c ** -beta`` (not in the paper;
+    0 = unweighted as in Eq. 8, 1 = inverse class frequency). See `class_weights`."""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -70,8 +73,39 @@ def _label_prob(probs: torch.Tensor, labels: torch.Tensor, ignore_index: int):
     return q, valid
 
 
+def class_weights(counts: np.ndarray, beta: float) -> torch.Tensor:
+    """Per-class pixel weights ``w_c = freq_c ** -beta``, scaled so the average pixel weighs 1.
+
+    With beta = 0 every weight is 1 (the paper's plain mean). Larger beta lets rare classes
+    (a vase, a picture) count more against large ones (floor, wall), which a bounded
+    loss such as JS otherwise treats like label noise. Classes with no pixels get weight 0.
+
+    Args:
+        counts: [C] labelled training pixels per class.
+        beta: exponent >= 0.
+
+    Returns:
+        [C] float32 weights with sum_c freq_c * w_c = 1.
+    """
+    if beta < 0:
+        raise ValueError(f"class_balance must be >= 0, got {beta}")
+    counts = np.asarray(counts, np.float64)
+    freq = counts / max(counts.sum(), 1.0)
+    w = np.where(freq > 0, np.power(np.maximum(freq, 1e-12), -beta), 0.0)
+    w /= max(float((freq * w).sum()), 1e-12)
+    return torch.from_numpy(w.astype(np.float32))
+
+
+def _mean(values: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+    """Plain mean of per-pixel losses, or their mean weighted by the label's class weight."""
+    if weights is None:
+        return values.mean()
+    w = weights.to(values.dtype)[labels.long()]
+    return (w * values).sum() / w.sum().clamp_min(1e-12)
+
+
 def js_loss(probs: torch.Tensor, labels: torch.Tensor, pi_label: float = DEFAULT_PI_LABEL,
-            ignore_index: int = -1) -> torch.Tensor:
+            ignore_index: int = -1, weights: torch.Tensor | None = None) -> torch.Tensor:
     """Generalised JS loss between one-hot labels and predicted distributions.
 
     Args:
@@ -79,6 +113,7 @@ def js_loss(probs: torch.Tensor, labels: torch.Tensor, pi_label: float = DEFAULT
         labels: [P] int label ids in 0..C-1, or `ignore_index`.
         pi_label: weight of the label distribution, in (0, 1).
         ignore_index: label value that is skipped.
+        weights: optional [C] class weights (`class_weights`): a weighted mean instead.
 
     Returns:
         Scalar mean loss over the labelled pixels (0 when there are none).
@@ -95,7 +130,7 @@ def js_loss(probs: torch.Tensor, labels: torch.Tensor, pi_label: float = DEFAULT
     q_safe = q.clamp_min(1e-12)
     kl_pred = -(1.0 - q) * math.log(1.0 - pi) + q * torch.log(q_safe) - q * log_m_y
     z = -(1.0 - pi) * math.log(1.0 - pi)
-    return ((pi * kl_label + (1.0 - pi) * kl_pred) / z).mean()
+    return _mean((pi * kl_label + (1.0 - pi) * kl_pred) / z, labels[valid], weights)
 
 
 def js_loss_bound(pi_label: float) -> float:
@@ -105,12 +140,14 @@ def js_loss_bound(pi_label: float) -> float:
     return entropy / (-(1.0 - pi) * math.log(1.0 - pi))
 
 
-def ce_loss(probs: torch.Tensor, labels: torch.Tensor, ignore_index: int = -1) -> torch.Tensor:
+def ce_loss(probs: torch.Tensor, labels: torch.Tensor, ignore_index: int = -1,
+            weights: torch.Tensor | None = None) -> torch.Tensor:
     """Cross-entropy on probabilities (the `--loss ce` ablation).
 
     Args:
         probs: [P, C] predicted class probabilities.
         labels: [P] int label ids or `ignore_index`.
+        weights: optional [C] class weights (`class_weights`): a weighted mean instead.
 
     Returns:
         Scalar mean of -log p_y over the labelled pixels (0 when there are none).
@@ -118,7 +155,7 @@ def ce_loss(probs: torch.Tensor, labels: torch.Tensor, ignore_index: int = -1) -
     q, valid = _label_prob(probs, labels, ignore_index)
     if not valid.any():
         return probs.sum() * 0.0
-    return -torch.log(q[valid].clamp_min(1e-12)).mean()
+    return _mean(-torch.log(q[valid].clamp_min(1e-12)), labels[valid], weights)
 
 
 def kl_regulariser(features: torch.Tensor, xyz: np.ndarray, num_samples: int, k: int,
@@ -159,7 +196,7 @@ def kl_regulariser(features: torch.Tensor, xyz: np.ndarray, num_samples: int, k:
 
 def coseg_loss(probs: torch.Tensor, labels: torch.Tensor, fused: dict[int, torch.Tensor],
                level_xyz: list[np.ndarray], config: CoSegLossConfig, rng: np.random.Generator,
-               ignore_index: int = -1) -> tuple[torch.Tensor, dict[str, float]]:
+               ignore_index: int = -1, weights: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
     """The CoSeg loss of one view: lambda_pix * l_pix + lambda_reg * l_reg (Eq. 10).
 
     Args:
@@ -169,15 +206,16 @@ def coseg_loss(probs: torch.Tensor, labels: torch.Tensor, fused: dict[int, torch
         level_xyz: positions of the decoder's levels (``Hierarchy.xyz``, level n at n-1).
         config: `CoSegLossConfig`.
         rng: generator for the regulariser's sampling.
+        weights: optional [C] class weights of the pixel loss (`class_weights`).
 
     Returns:
         (total loss, {"pix": value, "reg": value}); levels missing from `fused`
         (the single-scale ablation) add no regulariser term.
     """
     if config.pixel_loss == "js":
-        pix = js_loss(probs, labels, config.pi_label, ignore_index)
+        pix = js_loss(probs, labels, config.pi_label, ignore_index, weights)
     elif config.pixel_loss == "ce":
-        pix = ce_loss(probs, labels, ignore_index)
+        pix = ce_loss(probs, labels, ignore_index, weights)
     else:
         raise ValueError(f"unknown pixel loss {config.pixel_loss!r} (js or ce)")
     reg = probs.sum() * 0.0

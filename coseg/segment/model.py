@@ -47,6 +47,7 @@ class SegmentationModel:
         self.labels = collect_labels(self.scene, self.cams)
         self.label_maps = {i: torch.from_numpy(self.labels.to_index(self.scene.load_labels(self.cams[i])))
                            for i in self.labels.labelled}
+        self.class_weights = self._class_weights()
         params = gaussian_tensors(self.gaussians)
         extractor = select_extractor(c.extractor, **({"weights": c.dino_weights} if c.dino_weights else {}))
         self.info["feature_extractor"] = getattr(extractor, "name", type(extractor).__name__)
@@ -87,6 +88,24 @@ class SegmentationModel:
         if not self.views:
             raise InputError(f"{self.run.path}: no labelled training view sees any Gaussian")
         self._build_field()
+
+    def _class_weights(self) -> torch.Tensor | None:
+        """Pixel-loss class weights from the training labels' class frequencies (None when off)."""
+        from coseg.segment.losses import class_weights
+
+        beta = self.config.loss.class_balance
+        if beta == 0:
+            return None
+        n = len(self.labels.class_ids)
+        counts = np.zeros(n, np.int64)
+        for m in self.label_maps.values():
+            ids = m.reshape(-1).numpy()
+            counts += np.bincount(ids[ids >= 0], minlength=n)[:n]
+        w = class_weights(counts, beta)
+        self.info["class_weights"] = {int(c): round(float(v), 4) for c, v in zip(self.labels.class_ids, w)}
+        log.info("pixel-loss class weights (beta=%g): %s", beta,
+                 ", ".join(f"{c}:{v:.2f}" for c, v in zip(self.labels.class_ids, w.tolist())))
+        return w
 
     def _encoder(self):
         from coseg import resources_dir
@@ -172,7 +191,7 @@ class SegmentationModel:
             logits, fused = self.view_logits(vi)
             probs = torch.softmax(self.render(vi, logits), dim=-1).reshape(-1, logits.shape[1])
             loss, parts = coseg_loss(probs, labels, fused, vi.hierarchy.xyz, self.config.loss,
-                                     self.rng, ignore_index=-1)
+                                     self.rng, ignore_index=-1, weights=self.class_weights)
         else:
             idx = torch.from_numpy(vi.visible)
             rendered = self.render(vi, self.field.identities[idx])
