@@ -19,8 +19,9 @@ import numba
 import numpy as np
 import torch
 
+from coseg.render._cpu_binning import bin_gaussians, reduce_entries
 from coseg.render._cpu_project import project_bwd, project_fwd
-from coseg.render._cpu_raster import bin_gaussians, raster_fwd, reduce_entries
+from coseg.render._cpu_raster import raster_fwd
 from coseg.render._cpu_raster_bwd import raster_bwd
 
 

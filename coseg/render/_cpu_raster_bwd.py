@@ -10,10 +10,17 @@ behind the current entry, which gives the same dL/dalpha:
 
 with g = dL/dpixel, w_k = alpha_k T_k and A = 1 - T_final the output alpha.
 
+Each entry is handled in three passes over the pixels it blended into: the
+scalar transmittance walk, then the channel work (dL/dcolour = sum_p w_p g_p
+and <g_p, c> per pixel) as dense loops over the channels, then the geometry
+gradients. Only the channel loops use fast-math (reassociation, so that the
+dot products vectorise): their summation order is fixed by the compiled code,
+not by the data or the thread count.
+
 Race freedom: a tile is processed by one thread and every intersection entry
 belongs to exactly one tile, so gradients are accumulated per entry
 (``entry_geom`` [M, 6], ``entry_color`` [M, C]) without atomics and reduced per
-Gaussian afterwards in a fixed order (`_cpu_raster.reduce_entries`). The result
+Gaussian afterwards in a fixed order (`_cpu_binning.reduce_entries`). The result
 is bitwise identical on every run and for every thread count.
 """
 
@@ -22,30 +29,36 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from coseg.render._cpu_raster import ALPHA_MAX, ALPHA_MIN, TILE, entry_rows, row_span, span_gauss
+from coseg.render._cpu_pixels import ALPHA_MAX, TILE, entry_pixels
 
 _NB = dict(parallel=True, cache=True, nogil=True)
 
 
-@nb.njit(inline="always")
-def _dot(a, i, b, j, n):
-    """sum_c a[i, c] * b[j, c] with eight independent partial sums (a fixed, vectorisable order)."""
-    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = a.dtype.type(0.0)
-    c = 0
-    while c + 8 <= n:
-        s0 += a[i, c] * b[j, c]
-        s1 += a[i, c + 1] * b[j, c + 1]
-        s2 += a[i, c + 2] * b[j, c + 2]
-        s3 += a[i, c + 3] * b[j, c + 3]
-        s4 += a[i, c + 4] * b[j, c + 4]
-        s5 += a[i, c + 5] * b[j, c + 5]
-        s6 += a[i, c + 6] * b[j, c + 6]
-        s7 += a[i, c + 7] * b[j, c + 7]
-        c += 8
-    while c < n:
-        s0 += a[i, c] * b[j, c]
-        c += 1
-    return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
+@nb.njit(fastmath=True, cache=True, nogil=True)
+def _channel_pass(grad, sel_k, sel_w, n_sel, colors, g, need_color, need_geom, gcol, cdot):
+    """gcol[c] = sum_i w_i grad[k_i, c] and cdot[i] = <grad[k_i], colors[g]> over the n_sel pixels.
+
+    Args:
+        grad [TILE * TILE, C]: the tile's upstream gradients. sel_k [>= n_sel] int, sel_w
+        [>= n_sel] float64: pixels and blend weights. colors [N, C]; g: the Gaussian.
+        gcol [C], cdot [>= n_sel]: outputs (gcol only if need_color, cdot only if need_geom).
+    """
+    n_ch = colors.shape[1]
+    zero = gcol.dtype.type(0.0)
+    if need_color:
+        for c in range(n_ch):
+            gcol[c] = zero
+    for i in range(n_sel):
+        k = sel_k[i]
+        wt = gcol.dtype.type(sel_w[i])
+        if need_color:
+            for c in range(n_ch):
+                gcol[c] += wt * grad[k, c]
+        if need_geom:
+            s = zero
+            for c in range(n_ch):
+                s += grad[k, c] * colors[g, c]
+            cdot[i] = s
 
 
 @nb.njit(**_NB)
@@ -55,7 +68,7 @@ def raster_bwd(tile_offsets, isect_gauss, means2d, conics, opacities, colors, ba
     """Per-entry gradients of the blending.
 
     Args:
-        tile_offsets, isect_gauss: from `bin_gaussians`.
+        tile_offsets, isect_gauss: from `_cpu_binning.bin_gaussians`.
         means2d, conics, opacities, colors, background: the forward inputs.
         out_t [H, W] float64, out_last [H, W] int32: saved by `raster_fwd`.
         v_img [H, W, C], v_alpha [H, W]: upstream gradients.
@@ -76,27 +89,28 @@ def raster_bwd(tile_offsets, isect_gauss, means2d, conics, opacities, colors, ba
         if end == start:
             continue
         trans = np.ones(TILE * TILE)
-        t_final = np.ones(TILE * TILE)
         last = np.zeros(TILE * TILE, np.int64)
         behind = np.zeros(TILE * TILE)
         fixed = np.zeros(TILE * TILE)
         grad = np.zeros((TILE * TILE, n_ch), colors.dtype)
         gcol = np.zeros(n_ch, colors.dtype)
-        powers = np.empty(TILE)
-        gauss_row = np.empty(TILE)
+        pix_k = np.empty(TILE * TILE, np.int64)
+        pix_g = np.empty(TILE * TILE)
+        sel_w = np.empty(TILE * TILE)
+        sel_inv = np.empty(TILE * TILE)
+        cdot = np.empty(TILE * TILE, colors.dtype)
         max_last = 0
         for py in range(y0, y1):
             for px in range(x0, x1):
                 k = (py - y0) * TILE + (px - x0)
                 trans[k] = out_t[py, px]
-                t_final[k] = out_t[py, px]
                 last[k] = out_last[py, px]
                 max_last = max(max_last, last[k])
                 bg_dot = 0.0
                 for c in range(n_ch):
                     grad[k, c] = v_img[py, px, c]
                     bg_dot += np.float64(v_img[py, px, c]) * background[c]
-                fixed[k] = t_final[k] * (bg_dot - v_alpha[py, px])
+                fixed[k] = trans[k] * (bg_dot - v_alpha[py, px])
         for e in range(start, end):
             if need_geom:
                 for q in range(6):
@@ -110,54 +124,63 @@ def raster_bwd(tile_offsets, isect_gauss, means2d, conics, opacities, colors, ba
             mx, my = np.float64(means2d[g, 0]), np.float64(means2d[g, 1])
             ca, cb, cc = np.float64(conics[g, 0]), np.float64(conics[g, 1]), np.float64(conics[g, 2])
             op = np.float64(opacities[g])
-            py0, py1, r2 = entry_rows(my, ca, cb, cc, op, y0, y1)
-            g_mx = g_my = g_ca = g_cb = g_cc = g_op = 0.0
-            touched = False
-            for py in range(py0, py1):
-                dy = my - (py + 0.5)
-                px0, px1 = row_span(mx, dy, ca, cb, cc, r2, x0, x1)
-                span_gauss(mx, dy, ca, cb, cc, px0, px1, powers, gauss_row)
-                for px in range(px0, px1):
-                    k = (py - y0) * TILE + (px - x0)
-                    if j >= last[k] or powers[px - px0] > 0.0:
-                        continue
-                    dx = mx - (px + 0.5)
-                    gauss = gauss_row[px - px0]
-                    alpha = min(ALPHA_MAX, op * gauss)
-                    if alpha < ALPHA_MIN:
-                        continue
-                    if not touched and need_color:
-                        for c in range(n_ch):
-                            gcol[c] = 0.0
-                    touched = True
-                    inv_one_minus = 1.0 / (1.0 - alpha)
-                    trans[k] = trans[k] * inv_one_minus
-                    w = alpha * trans[k]
-                    if need_color:
-                        wt = gcol.dtype.type(w)
-                        for c in range(n_ch):
-                            gcol[c] += wt * grad[k, c]
-                    if need_geom:
-                        cdot = _dot(grad, k, colors, g, n_ch)
-                        v_a = cdot * trans[k] - (behind[k] + fixed[k]) * inv_one_minus
-                        behind[k] += cdot * w
-                        if op * gauss <= ALPHA_MAX:
-                            g_op += gauss * v_a
-                            v_power = op * gauss * v_a
-                            g_mx += v_power * (-ca * dx - cb * dy)
-                            g_my += v_power * (-cc * dy - cb * dx)
-                            g_ca += -0.5 * dx * dx * v_power
-                            g_cb += -dx * dy * v_power
-                            g_cc += -0.5 * dy * dy * v_power
-            if not touched:
+            n = entry_pixels(mx, my, ca, cb, cc, op, x0, x1, y0, y1, pix_k, pix_g)
+            # Pass 1: the pixels this entry was blended into (in place in pix_k / pix_g), T_j.
+            n_sel = 0
+            for i in range(n):
+                k = pix_k[i]
+                if j >= last[k]:
+                    continue
+                gauss = pix_g[i]
+                alpha = min(ALPHA_MAX, op * gauss)
+                inv_one_minus = 1.0 / (1.0 - alpha)
+                trans[k] = trans[k] * inv_one_minus
+                pix_k[n_sel] = k
+                pix_g[n_sel] = gauss
+                sel_w[n_sel] = alpha * trans[k]
+                sel_inv[n_sel] = inv_one_minus
+                n_sel += 1
+            if n_sel == 0:
                 continue
-            if need_geom:
-                entry_geom[e, 0] = g_mx
-                entry_geom[e, 1] = g_my
-                entry_geom[e, 2] = g_ca
-                entry_geom[e, 3] = g_cb
-                entry_geom[e, 4] = g_cc
-                entry_geom[e, 5] = g_op
+            # Pass 2: channels.
+            if n_ch == 3:
+                gc0 = gc1 = gc2 = gcol.dtype.type(0.0)
+                for i in range(n_sel):
+                    k = pix_k[i]
+                    wt = gcol.dtype.type(sel_w[i])
+                    gc0 += wt * grad[k, 0]
+                    gc1 += wt * grad[k, 1]
+                    gc2 += wt * grad[k, 2]
+                    cdot[i] = grad[k, 0] * colors[g, 0] + grad[k, 1] * colors[g, 1] + grad[k, 2] * colors[g, 2]
+                gcol[0], gcol[1], gcol[2] = gc0, gc1, gc2
+            else:
+                _channel_pass(grad, pix_k, sel_w, n_sel, colors, g, need_color, need_geom, gcol, cdot)
             if need_color:
                 for c in range(n_ch):
                     entry_color[e, c] = gcol[c]
+            if not need_geom:
+                continue
+            # Pass 3: geometry.
+            g_mx = g_my = g_ca = g_cb = g_cc = g_op = 0.0
+            for i in range(n_sel):
+                k = pix_k[i]
+                w = sel_w[i]
+                v_a = cdot[i] * trans[k] - (behind[k] + fixed[k]) * sel_inv[i]
+                behind[k] += cdot[i] * w
+                gauss = pix_g[i]
+                if op * gauss <= ALPHA_MAX:
+                    dx = mx - (x0 + k % TILE + 0.5)
+                    dy = my - (y0 + k // TILE + 0.5)
+                    g_op += gauss * v_a
+                    v_power = op * gauss * v_a
+                    g_mx += v_power * (-ca * dx - cb * dy)
+                    g_my += v_power * (-cc * dy - cb * dx)
+                    g_ca += -0.5 * dx * dx * v_power
+                    g_cb += -dx * dy * v_power
+                    g_cc += -0.5 * dy * dy * v_power
+            entry_geom[e, 0] = g_mx
+            entry_geom[e, 1] = g_my
+            entry_geom[e, 2] = g_ca
+            entry_geom[e, 3] = g_cb
+            entry_geom[e, 4] = g_cc
+            entry_geom[e, 5] = g_op

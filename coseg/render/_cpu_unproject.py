@@ -25,7 +25,7 @@ import math
 import numba as nb
 import numpy as np
 
-from coseg.render._cpu_raster import ALPHA_MAX, ALPHA_MIN, T_MIN, TILE, entry_rows, row_span, span_gauss
+from coseg.render._cpu_pixels import ALPHA_MAX, T_MIN, TILE, entry_pixels
 
 _NB = dict(parallel=True, cache=True, nogil=True)
 
@@ -64,7 +64,7 @@ def unproject_band(tile_offsets, isect_gauss, means2d, conics, opacities, fmap, 
     """Per-entry sums of alpha * T * F(p) and blended-pixel counts for tiles [tile0, tile1).
 
     Args:
-        tile_offsets, isect_gauss: from `bin_gaussians`.
+        tile_offsets, isect_gauss: from `_cpu_binning.bin_gaussians`.
         means2d [N, 2], conics [N, 3], opacities [N]: projected Gaussians.
         fmap [h, w, C] float32 feature map. width, height: image size.
         entry_feat [>= M_band, C] float32, entry_count [>= M_band] int64: outputs, row
@@ -91,39 +91,33 @@ def unproject_band(tile_offsets, isect_gauss, means2d, conics, opacities, fmap, 
         _sample_tile(fmap, x0, x1, y0, y1, width, height, 0, n_ch, feat)
         trans = np.ones(TILE * TILE)
         done = np.zeros(TILE * TILE, np.bool_)
-        powers = np.empty(TILE)
-        gauss = np.empty(TILE)
+        pix_k = np.empty(TILE * TILE, np.int64)
+        pix_g = np.empty(TILE * TILE)
         n_done = 0
         for e in range(start, end):
             if n_done == n_pix:
                 break
             g = isect_gauss[e]
-            mx, my = np.float64(means2d[g, 0]), np.float64(means2d[g, 1])
-            ca, cb, cc = np.float64(conics[g, 0]), np.float64(conics[g, 1]), np.float64(conics[g, 2])
             op = np.float64(opacities[g])
-            py0, py1, r2 = entry_rows(my, ca, cb, cc, op, y0, y1)
+            n = entry_pixels(np.float64(means2d[g, 0]), np.float64(means2d[g, 1]), np.float64(conics[g, 0]),
+                             np.float64(conics[g, 1]), np.float64(conics[g, 2]), op, x0, x1, y0, y1,
+                             pix_k, pix_g)
             row = e - base
-            for py in range(py0, py1):
-                dy = my - (py + 0.5)
-                px0, px1 = row_span(mx, dy, ca, cb, cc, r2, x0, x1)
-                span_gauss(mx, dy, ca, cb, cc, px0, px1, powers, gauss)
-                for px in range(px0, px1):
-                    k = (py - y0) * TILE + (px - x0)
-                    if done[k] or powers[px - px0] > 0.0:
-                        continue
-                    alpha = min(ALPHA_MAX, op * gauss[px - px0])
-                    if alpha < ALPHA_MIN:
-                        continue
-                    t_next = trans[k] * (1.0 - alpha)
-                    if t_next < T_MIN:
-                        done[k] = True
-                        n_done += 1
-                        continue
-                    w = np.float32(alpha * trans[k])
-                    for c in range(n_ch):
-                        entry_feat[row, c] += w * feat[k, c]
-                    entry_count[row] += 1
-                    trans[k] = t_next
+            for i in range(n):
+                k = pix_k[i]
+                if done[k]:
+                    continue
+                alpha = min(ALPHA_MAX, op * pix_g[i])
+                t_next = trans[k] * (1.0 - alpha)
+                if t_next < T_MIN:
+                    done[k] = True
+                    n_done += 1
+                    continue
+                w = np.float32(alpha * trans[k])
+                for c in range(n_ch):
+                    entry_feat[row, c] += w * feat[k, c]
+                entry_count[row] += 1
+                trans[k] = t_next
 
 
 @nb.njit(**_NB)

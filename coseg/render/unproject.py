@@ -15,8 +15,9 @@ import torch
 
 from coseg.render import _validate
 from coseg.render._autograd import as_numpy
+from coseg.render._cpu_binning import bin_gaussians, reduce_entries
 from coseg.render._cpu_project import project_fwd
-from coseg.render._cpu_raster import bin_gaussians, raster_fwd, reduce_entries
+from coseg.render._cpu_raster import raster_fwd
 from coseg.render._cpu_unproject import scatter_band, unproject_band
 
 NEAR_PLANE = 0.2
