@@ -54,6 +54,7 @@ def test_coseg_stage_learns_above_chance_and_writes_outputs(tiny_run):
     metrics = json.loads((run_dir / "metrics.json").read_text())["segmentation"]
     assert metrics["feature_extractor"] == "appearance"
     assert metrics["learnable_params_mb"] > 0
+    assert metrics["peak_rss_mb"] > 0 and metrics["segmentation_total_s"] > 0
     scene = read_scene(scene_dir)
     result = evaluate_segmentation(run_dir, scene, split="train")
     assert result["miou"] > _chance_miou(scene)

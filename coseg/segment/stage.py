@@ -100,8 +100,11 @@ def segment(run_dir: str | Path, config: SegmentConfig | None = None, stop_event
     model.save_checkpoint(it)
     yield {"stage": "infer"}
     summary = model.write_outputs()
+    from coseg.building.trainer import peak_rss_mb
+
     summary.update(prepare_s=round(prepare_s, 2), train_s=round(train_s, 2),
-                   segmentation_total_s=round(time.perf_counter() - t_start, 2))
+                   segmentation_total_s=round(time.perf_counter() - t_start, 2),
+                   peak_rss_mb=round(peak_rss_mb(), 1))
     run.update_metrics("segmentation", summary)
     yield {"stage": "done", **summary}
 
