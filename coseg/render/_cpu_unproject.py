@@ -6,10 +6,11 @@ No per-pixel lists are stored.
 
 Parallelism and determinism: tiles are processed in parallel in bands (runs of
 consecutive tiles whose intersection entries fit a fixed memory budget); each
-entry's sum is written to its own row of a per-band array, then the band's rows
-are added into the per-Gaussian buffer in entry order, threads owning disjoint
-channel blocks. No write races, and every buffer element is summed in the same
-order whatever the number of threads. Memory: the [N, C] buffer plus one band.
+entry's sum is accumulated locally and written once to its own row of a
+per-band array, then the band's rows are added into the per-Gaussian buffer in
+entry order, in parallel over Gaussians. No write races, and every buffer
+element is summed in the same order whatever the number of threads. Memory:
+the [N, C] buffer plus one band.
 
 Feature maps whose size (h, w) differs from the image are sampled bilinearly at
 the pixel centre mapped into the feature grid, the ``align_corners=False``
@@ -68,7 +69,7 @@ def unproject_band(tile_offsets, isect_gauss, means2d, conics, opacities, fmap, 
         means2d [N, 2], conics [N, 3], opacities [N]: projected Gaussians.
         fmap [h, w, C] float32 feature map. width, height: image size.
         entry_feat [>= M_band, C] float32, entry_count [>= M_band] int64: outputs, row
-            e - tile_offsets[tile0] for entry e of the band.
+            e - tile_offsets[tile0] for entry e of the band, every row of the band written.
     """
     n_ch = fmap.shape[2]
     tiles_x = (width + TILE - 1) // TILE
@@ -76,10 +77,6 @@ def unproject_band(tile_offsets, isect_gauss, means2d, conics, opacities, fmap, 
     for tile in nb.prange(tile0, tile1):
         start = tile_offsets[tile]
         end = tile_offsets[tile + 1]
-        for e in range(start, end):
-            entry_count[e - base] = 0
-            for c in range(n_ch):
-                entry_feat[e - base, c] = 0.0
         if end == start:
             continue
         x0 = (tile % tiles_x) * TILE
@@ -93,44 +90,52 @@ def unproject_band(tile_offsets, isect_gauss, means2d, conics, opacities, fmap, 
         done = np.zeros(TILE * TILE, np.bool_)
         pix_k = np.empty(TILE * TILE, np.int64)
         pix_g = np.empty(TILE * TILE)
+        gsum = np.empty(n_ch, np.float32)
         n_done = 0
         for e in range(start, end):
-            if n_done == n_pix:
-                break
-            g = isect_gauss[e]
-            op = np.float64(opacities[g])
-            n = entry_pixels(np.float64(means2d[g, 0]), np.float64(means2d[g, 1]), np.float64(conics[g, 0]),
-                             np.float64(conics[g, 1]), np.float64(conics[g, 2]), op, x0, x1, y0, y1,
-                             pix_k, pix_g)
             row = e - base
-            for i in range(n):
-                k = pix_k[i]
-                if done[k]:
-                    continue
-                alpha = min(ALPHA_MAX, op * pix_g[i])
-                t_next = trans[k] * (1.0 - alpha)
-                if t_next < T_MIN:
-                    done[k] = True
-                    n_done += 1
-                    continue
-                w = np.float32(alpha * trans[k])
-                for c in range(n_ch):
-                    entry_feat[row, c] += w * feat[k, c]
-                entry_count[row] += 1
-                trans[k] = t_next
+            for c in range(n_ch):
+                gsum[c] = 0.0
+            count = 0
+            if n_done < n_pix:
+                g = isect_gauss[e]
+                op = np.float64(opacities[g])
+                n = entry_pixels(np.float64(means2d[g, 0]), np.float64(means2d[g, 1]),
+                                 np.float64(conics[g, 0]), np.float64(conics[g, 1]),
+                                 np.float64(conics[g, 2]), op, x0, x1, y0, y1, pix_k, pix_g)
+                for i in range(n):
+                    k = pix_k[i]
+                    if done[k]:
+                        continue
+                    alpha = min(ALPHA_MAX, op * pix_g[i])
+                    t_next = trans[k] * (1.0 - alpha)
+                    if t_next < T_MIN:
+                        done[k] = True
+                        n_done += 1
+                        continue
+                    w = np.float32(alpha * trans[k])
+                    for c in range(n_ch):
+                        gsum[c] += w * feat[k, c]
+                    count += 1
+                    trans[k] = t_next
+            for c in range(n_ch):
+                entry_feat[row, c] = gsum[c]
+            entry_count[row] = count
 
 
 @nb.njit(**_NB)
-def scatter_band(isect_gauss, base, n_entries, entry_feat, entry_count, n_blocks, buffer, counts):
-    """buffer[g] += entry rows of Gaussian g, in entry order; threads own disjoint channel blocks."""
+def scatter_band(gauss_offsets, gauss_entries, base, n_entries, entry_feat, entry_count, buffer, counts):
+    """buffer[g] += rows of Gaussian g's entries in [base, base + n_entries), in entry order.
+
+    Parallel over Gaussians (each owns its buffer row), so there are no write races and
+    every buffer element is summed in the same order for any thread count or band size.
+    """
     n_ch = buffer.shape[1]
-    per_block = (n_ch + n_blocks - 1) // n_blocks
-    for block in nb.prange(n_blocks):
-        c0 = min(block * per_block, n_ch)
-        c1 = min(c0 + per_block, n_ch)
-        for r in range(n_entries):
-            g = isect_gauss[base + r]
-            for c in range(c0, c1):
+    for g in nb.prange(buffer.shape[0]):
+        for j in range(gauss_offsets[g], gauss_offsets[g + 1]):
+            r = gauss_entries[j] - base
+            if r < 0 or r >= n_entries:
+                continue
+            for c in range(n_ch):
                 buffer[g, c] += entry_feat[r, c]
-            if block == 0:
-                counts[g] += entry_count[r]
+            counts[g] += entry_count[r]

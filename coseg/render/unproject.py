@@ -90,26 +90,25 @@ def unproject_features(means: torch.Tensor, quats: torch.Tensor, scales: torch.T
                              f"the first had {buffer.shape[1]}")
         if not np.isfinite(fmap).all():
             raise ValueError(f"unproject_features: feature map {n_seen} contains NaN or inf")
-        means2d, conics, _, (tile_offsets, isect_gauss, _, _) = _project(
-            m, q, s, vms[n_seen], ks[n_seen], int(width), int(height))
-        _unproject_view(tile_offsets, isect_gauss, means2d, conics, op, fmap, int(width), int(height),
-                        buffer, counts)
+        means2d, conics, _, binning = _project(m, q, s, vms[n_seen], ks[n_seen], int(width), int(height))
+        _unproject_view(binning, means2d, conics, op, fmap, int(width), int(height), buffer, counts)
         n_seen += 1
     if n_seen != n_views:
         raise ValueError(f"unproject_features: got {n_seen} feature maps for {n_views} views")
-    features = (buffer / (counts[:, None] + eps)).astype(np.float32)
+    # In place, in float32: the buffer becomes the features (no [N, C] float64 temporary).
+    features = np.divide(buffer, (counts + eps).astype(np.float32)[:, None], out=buffer)
     return features, counts
 
 
-def _unproject_view(tile_offsets, isect_gauss, means2d, conics, opacities, fmap, width, height,
-                    buffer, counts) -> None:
+def _unproject_view(binning, means2d, conics, opacities, fmap, width, height, buffer, counts) -> None:
     """Accumulate one view into buffer/counts, band by band of tiles (bounded memory)."""
+    tile_offsets, isect_gauss, gauss_offsets, gauss_entries = binning
     n_ch = fmap.shape[2]
     band_rows = max(1, BAND_BYTES // (4 * n_ch))
-    n_blocks = max(1, min(numba.get_num_threads(), n_ch))
     n_tiles = tile_offsets.shape[0] - 1
     largest = int(np.diff(tile_offsets).max()) if n_tiles else 0
-    entry_feat = np.empty((max(band_rows, largest), n_ch), np.float32)
+    rows = max(min(band_rows, isect_gauss.shape[0]), largest, 1)
+    entry_feat = np.empty((rows, n_ch), np.float32)
     entry_count = np.empty(entry_feat.shape[0], np.int64)
     tile0 = 0
     while tile0 < n_tiles:
@@ -121,8 +120,8 @@ def _unproject_view(tile_offsets, isect_gauss, means2d, conics, opacities, fmap,
             unproject_band(tile_offsets, isect_gauss, means2d, conics, opacities, fmap, width, height,
                            tile0, tile1, entry_feat, entry_count)
         base = int(tile_offsets[tile0])
-        scatter_band(isect_gauss, base, int(tile_offsets[tile1]) - base, entry_feat, entry_count,
-                     n_blocks, buffer, counts)
+        scatter_band(gauss_offsets, gauss_entries, base, int(tile_offsets[tile1]) - base,
+                     entry_feat, entry_count, buffer, counts)
         tile0 = tile1
 
 
