@@ -36,27 +36,65 @@ def _tile_rects(means2d, radii, tiles_x, tiles_y, rects, counts):
         counts[i] = (x1 - x0) * (y1 - y0)
 
 
-@nb.njit(cache=True, nogil=True)
+#: Runs of depth-ordered Gaussians scattered in parallel (a fixed number: the output
+#: does not depend on it, and it keeps the per-run tile histograms small).
+_SCATTER_RUNS = 16
+
+
+@nb.njit(**_NB)
 def _scatter(order, rects, gauss_offsets, tiles_x, n_tiles, tile_offsets, isect_gauss, gauss_entries):
-    for k in range(order.shape[0]):
-        g = order[k]
-        for ty in range(rects[g, 2], rects[g, 3]):
-            for tx in range(rects[g, 0], rects[g, 1]):
-                tile_offsets[ty * tiles_x + tx + 1] += 1
+    """Counting sort of the depth-ordered Gaussians into tiles, in parallel over runs of `order`.
+
+    Run r's entries in tile t go after those of runs < r: per-run tile histograms, a
+    (tile, run) prefix sum, then each run writes its own slots, so the result is the
+    serial scatter's exactly.
+    """
+    n_vis = order.shape[0]
+    n_runs = max(1, min(_SCATTER_RUNS, n_vis))
+    per_run = (n_vis + n_runs - 1) // n_runs
+    cursor = np.zeros((n_runs, n_tiles), np.int64)
+    for run in nb.prange(n_runs):
+        for k in range(run * per_run, min(n_vis, (run + 1) * per_run)):
+            g = order[k]
+            for ty in range(rects[g, 2], rects[g, 3]):
+                for tx in range(rects[g, 0], rects[g, 1]):
+                    cursor[run, ty * tiles_x + tx] += 1
+    pos = 0
+    tile_offsets[0] = 0
     for t in range(n_tiles):
-        tile_offsets[t + 1] += tile_offsets[t]
-    cursor = tile_offsets[:-1].copy()
-    for k in range(order.shape[0]):
-        g = order[k]
-        j = gauss_offsets[g]
-        for ty in range(rects[g, 2], rects[g, 3]):
-            for tx in range(rects[g, 0], rects[g, 1]):
-                tile = ty * tiles_x + tx
-                pos = cursor[tile]
-                cursor[tile] += 1
-                isect_gauss[pos] = g
-                gauss_entries[j] = pos
-                j += 1
+        for run in range(n_runs):
+            c = cursor[run, t]
+            cursor[run, t] = pos
+            pos += c
+        tile_offsets[t + 1] = pos
+    for run in nb.prange(n_runs):
+        for k in range(run * per_run, min(n_vis, (run + 1) * per_run)):
+            g = order[k]
+            j = gauss_offsets[g]
+            for ty in range(rects[g, 2], rects[g, 3]):
+                for tx in range(rects[g, 0], rects[g, 1]):
+                    tile = ty * tiles_x + tx
+                    p = cursor[run, tile]
+                    cursor[run, tile] = p + 1
+                    isect_gauss[p] = g
+                    gauss_entries[j] = p
+                    j += 1
+
+
+def depth_order(depths: np.ndarray, visible: np.ndarray) -> np.ndarray:
+    """`visible` ([K] int64 indices, ascending) sorted by (depth, index).
+
+    float32 depths: one sort of unique 64-bit keys (order-preserving depth bits, index),
+    about 3x faster than a stable argsort and with the same result.
+    """
+    d = depths[visible]
+    if d.dtype != np.float32 or visible.size and visible[-1] >= 2**32:
+        return visible[np.argsort(d, kind="stable")]
+    bits = (d + np.float32(0.0)).view(np.uint32)  # + 0 turns -0.0 into +0.0, as comparisons see it
+    flip = np.where(bits >> np.uint32(31), np.uint32(0xFFFFFFFF), np.uint32(0x80000000))
+    keys = ((bits ^ flip).astype(np.uint64) << np.uint64(32)) | visible.astype(np.uint64)
+    keys.sort()
+    return (keys & np.uint64(0xFFFFFFFF)).astype(np.int64)
 
 
 def bin_gaussians(means2d: np.ndarray, radii: np.ndarray, depths: np.ndarray,
@@ -82,7 +120,7 @@ def bin_gaussians(means2d: np.ndarray, radii: np.ndarray, depths: np.ndarray,
     np.cumsum(counts, out=gauss_offsets[1:])
     m = int(gauss_offsets[-1])
     visible = np.flatnonzero(counts > 0)
-    order = visible[np.argsort(depths[visible], kind="stable")]
+    order = depth_order(depths, visible)
     tile_offsets = np.zeros(tiles_x * tiles_y + 1, np.int64)
     isect_gauss = np.empty(m, np.int32)
     gauss_entries = np.empty(m, np.int64)
