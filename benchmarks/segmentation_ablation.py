@@ -15,7 +15,8 @@ Rows (paper Table 3 plus the Table 1 per-Gaussian baseline):
     no-spatial     unprojected 2D features only, CoSeg loss
     single-scale   one fusion level, CoSeg loss
     ce             full model with cross-entropy instead of the CoSeg loss
-    full           full model, CoSeg loss
+    unweighted     full model, CoSeg loss without class balancing (the paper's plain mean)
+    full           full model, CoSeg loss (class-balanced, the default)
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ ROWS = {
     "no-spatial": dict(use_spatial=False),
     "single-scale": dict(single_scale=True),
     "ce": dict(loss="ce"),
+    "unweighted": dict(class_balance=0.0),
     "full": dict(),
 }
 
@@ -62,7 +64,8 @@ def run_row(run: Path, name: str, iterations: int) -> dict:
     from coseg.segment.stage import segment
 
     opts = dict(ROWS[name])
-    loss = CoSegLossConfig(pixel_loss=opts.pop("loss", "js"))
+    loss = CoSegLossConfig(pixel_loss=opts.pop("loss", "js"),
+                           class_balance=opts.pop("class_balance", CoSegLossConfig.class_balance))
     config = SegmentConfig(iterations=iterations, loss=loss, **opts)
     row = make_row_run(run, name)
     t0 = time.perf_counter()

@@ -54,9 +54,10 @@ class CoSegLossConfig:
     """M, sampled points per scale (not in the paper)."""
     reg_k: int = 8
     """K, neighbours per sampled point (not in the paper)."""
-    class_balance: float = 0.0
+    class_balance: float = 0.5
     """Exponent beta of the per-class pixel weights ``freq_c ** -beta`` (not in the paper;
-    0 = unweighted as in Eq. 8, 1 = inverse class frequency). See `class_weights`."""
+    0 = unweighted as in Eq. 8, 1 = inverse class frequency). See `class_weights` and
+    docs/method.md for the measurement behind 0.5."""
 
     def to_dict(self) -> dict:
         return asdict(self)
