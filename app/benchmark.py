@@ -16,7 +16,12 @@ Rows printed (a table on stdout):
 - naive baseline: fixed-size point sprites with a full `np.argsort` of the
   depths every frame (what the viewport is measured against);
 - pick latency: median of clicks at pixels on the model;
-- startup to the first rendered frame.
+- startup to the first rendered frame;
+- where a full frame's time goes (`_frame_profile`): the vertex stage alone
+  (every splat projected, none rasterised), with point setup (every splat
+  shrunk to 2x2 px), the whole frame, each as median wall and process CPU
+  time (llvmpipe's threads included), and the fragments rasterised per frame
+  counted on the GPU (additive blending into a float target).
 Every frame ends with glFinish, so a frame is counted when it is drawn.
 """
 
@@ -29,7 +34,10 @@ import numpy as np
 from vispy import gloo
 
 from app.picking import warm_up
-from app.viewport.splats import load_shader
+from app.viewport.splats import FrameParams, load_shader
+
+_COUNT_FRAG = "void main() { gl_FragColor = vec4(1.0, 0.0, 0.0, 0.0); }"
+"""Adds 1 to red per rasterised fragment under the viewport's (ONE, ONE_MINUS_SRC_ALPHA) blending."""
 
 
 def upsampled(loaded, n: int, seed: int = 0):
@@ -148,6 +156,45 @@ def _pick_latency(win, clicks: int = 10) -> float:
     return float(np.median(times) * 1000)
 
 
+def _timed(draw, repeats: int) -> str:
+    """Median wall / process CPU milliseconds of `draw` followed by glFinish."""
+    wall, cpu = [], []
+    for _ in range(repeats):
+        t0, c0 = time.perf_counter(), time.process_time()
+        draw()
+        gloo.gl.glFinish()
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    return f"{1000 * np.median(wall):.0f} / {1000 * np.median(cpu):.0f} ms"
+
+
+def _frame_profile(win, repeats: int = 5) -> list[tuple[str, str]]:
+    """Rows splitting one full frame into vertex stage, point setup and fill."""
+    canvas = win.canvas
+    canvas.set_current()
+    r = canvas.renderer
+    frame = canvas.frame_params()
+    w, h = frame.size
+    # A 4x4 viewport: every sprite is projected and then clipped away, none is rasterised.
+    clipped = FrameParams(frame.viewmat, frame.focal, (4, 4), frame.mode)
+    rows = [("full frame, vertex stage only: wall / CPU", _timed(lambda: r.draw(clipped), repeats))]
+    cap = r.max_radius
+    r.max_radius = 1.0
+    try:
+        rows.append(("full frame, splats shrunk to 2x2 px: wall / CPU", _timed(lambda: r.draw(frame), repeats)))
+    finally:
+        r.max_radius = cap
+    rows.append(("full frame: wall / CPU", _timed(lambda: r.draw(frame), repeats)))
+    counter = gloo.Program(load_shader("splat.vert"), _COUNT_FRAG)
+    target = gloo.Texture2D((h, w, 4), format="rgba", internalformat="rgba32f")
+    with gloo.FrameBuffer(color=target):
+        r.draw(frame, program=counter)
+        counts = gloo.read_pixels((0, 0, w, h), alpha=True, out_type=np.float32)[..., 0]
+    rows.append(("fragments rasterised per full frame",
+                 f"{counts.sum():,.0f} ({counts.sum() / (w * h):.1f} per pixel)"))
+    return rows
+
+
 def run_benchmark(win, app, frames: int, startup_s: float) -> str:
     """Run every row on the opened model; returns the table."""
     warm_up()  # load the compiled pick kernels before timing picks
@@ -167,6 +214,7 @@ def run_benchmark(win, app, frames: int, startup_s: float) -> str:
     rows.append(("at-rest FPS (no re-sort)", f"{frames / (time.perf_counter() - t0):.1f}"))
     rows.append(("naive point sprites + argsort FPS", f"{_naive(win, frames):.1f}"))
     rows.append(("pick latency (median of 10)", f"{_pick_latency(win):.0f} ms"))
+    rows.extend(_frame_profile(win))
     rows.extend(_edit_latency(win, app))
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)

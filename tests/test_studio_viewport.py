@@ -179,3 +179,22 @@ def test_the_viewport_draws_once_at_rest(make_main_window, qtbot):
     win.doc.select([5])
     win.editor.recolor([1.0, 0.0, 0.0])
     qtbot.waitUntil(lambda: len(frames) >= 1, timeout=3000)
+
+
+def test_benchmark_fragment_count_is_the_sprite_area(make_main_window):
+    """The benchmark's fragment counter sees exactly one sprite square of side 2 ceil(3 sqrt(lambda))."""
+    from app.benchmark import _frame_profile
+
+    win = make_main_window()
+    g = Gaussians.from_points(np.zeros((1, 3), np.float32), np.full((1, 3), 0.5), scale=0.05, opacity=0.999)
+    _open(win, g)
+    win.canvas.camera.snap_to(_camera())
+    frame = win.canvas.frame_params()
+    fx, fy, cx, cy = frame.focal
+    assert 30 < cx < frame.size[0] - 30 and 30 < cy < frame.size[1] - 30
+    # On the optical axis the projected covariance is isotropic: (f s / z)^2 + 0.3 on the diagonal.
+    side = 2 * np.ceil(3 * np.sqrt(max(fx, fy) ** 2 * 0.05 ** 2 / 9.0 + 0.3))
+    rows = dict(_frame_profile(win, repeats=1))
+    assert float(rows["fragments rasterised per full frame"].split()[0].replace(",", "")) == pytest.approx(side ** 2, abs=60)
+    for key in ("full frame, vertex stage only: wall / CPU", "full frame: wall / CPU"):
+        assert rows[key].endswith(" ms")

@@ -216,8 +216,16 @@ class SplatRenderer:
             self._lod_built = self.lod_count
         return self._lod_index
 
-    def draw(self, frame: FrameParams, lod: bool = False) -> None:
-        """Draw into the currently bound framebuffer of size `frame.size` (lod: only `lod_count` Gaussians)."""
+    def draw(self, frame: FrameParams, lod: bool = False, program: gloo.Program | None = None) -> None:
+        """Draw into the currently bound framebuffer of size `frame.size`.
+
+        Args:
+            frame: view, intrinsics, size and mode.
+            lod: draw only the `lod_count` most important Gaussians.
+            program: another program with the same attributes and uniforms to
+                draw with instead of the splatting one (the benchmark's
+                fragment counter, `app.benchmark`).
+        """
         w, h = frame.size
         gloo.set_viewport(0, 0, w, h)
         gloo.set_state(blend=True, depth_test=False, cull_face=False)
@@ -231,7 +239,10 @@ class SplatRenderer:
             self._buffers["a_color"].set_data(display_colors(key[0], self._rgb, self._alt, self._opacity,
                                                              self._state, frame.highlight))
             self._composed = key
-        p = self.program
+        p = self.program if program is None else program
+        if program is not None:
+            for name, buf in self._buffers.items():
+                p[name] = buf
         p["u_view"] = np.asarray(frame.viewmat, np.float32).T
         fx, fy, cx, cy = frame.focal
         p["u_focal"] = (fx, fy)
