@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from coseg.render._cpu_binning import bin_gaussians, reduce_entries
+from coseg.render._cpu_pixels import SETUP, gaussian_setup
 from coseg.render._cpu_project import project_bwd, project_fwd
 from coseg.render._cpu_raster import raster_fwd
 from coseg.render._cpu_raster_bwd import raster_bwd
@@ -80,17 +81,19 @@ class RasterizeGaussians(torch.autograd.Function):
         op, bg = as_numpy(opacities, dt), as_numpy(background, dt)
         n, n_ch = col.shape
         binning = bin_gaussians(xy, radii.numpy(), as_numpy(depths, dt), width, height)
+        projected = (xy, con, op, np.empty((n, SETUP)))
+        gaussian_setup(con, op, radii.numpy(), projected[3])
         tile_offsets, isect_gauss, gauss_offsets, gauss_entries = binning
         img = np.empty((height, width, n_ch), dt)
         out_t = np.empty((height, width), np.float64)
         out_last = np.empty((height, width), np.int32)
         entry_count = np.empty(isect_gauss.shape[0], np.int32)
         with numba.parallel_chunksize(1):
-            raster_fwd(tile_offsets, isect_gauss, xy, con, op, col, bg, width, height,
+            raster_fwd(tile_offsets, isect_gauss, projected, col, bg, width, height,
                        img, out_t, out_last, entry_count)
         contrib = np.empty((n, 1), np.int32)
         reduce_entries(gauss_offsets, gauss_entries, entry_count[:, None], contrib)
-        ctx.arrays = (xy, con, col, op, bg, binning, out_t, out_last)
+        ctx.arrays = (projected, col, bg, binning, out_t, out_last)
         ctx.size = (width, height)
         alpha = torch.from_numpy((1.0 - out_t).astype(dt)[..., None])
         contrib_t = torch.from_numpy(contrib[:, 0])
@@ -99,7 +102,8 @@ class RasterizeGaussians(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, v_img, v_alpha, _v_contrib):
-        xy, con, col, op, bg, binning, out_t, out_last = ctx.arrays
+        projected, col, bg, binning, out_t, out_last = ctx.arrays
+        xy = projected[0]
         tile_offsets, isect_gauss, gauss_offsets, gauss_entries = binning
         need = ctx.needs_input_grad
         need_geom = need[0] or need[1] or need[3]
@@ -113,8 +117,8 @@ class RasterizeGaussians(torch.autograd.Function):
         entry_color = np.empty((m, n_ch) if need_color else (0, n_ch), dt)
         if need_geom or need_color:
             with numba.parallel_chunksize(1):
-                raster_bwd(tile_offsets, isect_gauss, xy, con, op, col, bg, ctx.size[0], ctx.size[1],
-                           out_t, out_last, g_img, g_alpha, need_geom, need_color, entry_geom, entry_color)
+                raster_bwd(tile_offsets, isect_gauss, projected, col, bg, ctx.size[0], ctx.size[1],
+                           out_t, out_last, g_img, g_alpha, need_geom, need_color, (entry_geom, entry_color))
         v_xy = v_con = v_col = v_op = v_bg = None
         if need_geom:
             geom = np.empty((n, 6), np.float64)

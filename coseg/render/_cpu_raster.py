@@ -19,18 +19,20 @@ _NB = dict(parallel=True, cache=True, nogil=True)
 
 
 @nb.njit(**_NB)
-def raster_fwd(tile_offsets, isect_gauss, means2d, conics, opacities, colors, background,
-               width, height, out_img, out_t, out_last, entry_count):
+def raster_fwd(tile_offsets, isect_gauss, projected, colors, background, width, height,
+               out_img, out_t, out_last, entry_count):
     """Front-to-back blending of every tile.
 
     Args:
         tile_offsets, isect_gauss: from `_cpu_binning.bin_gaussians`.
-        means2d [N, 2], conics [N, 3] (a, b, c), opacities [N], colors [N, C], background [C]:
-            float32 or float64 (colour accumulation in that dtype).
+        projected: (means2d [N, 2], conics [N, 3] (a, b, c), opacities [N], setup [N, SETUP] from
+            `_cpu_pixels.gaussian_setup`).
+        colors [N, C], background [C]: float32 or float64 (colour accumulation in that dtype).
         out_img [H, W, C] of the colours' dtype, out_t [H, W] float64 (final transmittance),
         out_last [H, W] int32 (1 + position in the tile list of the last blended entry, 0 if none),
         entry_count [M] int32 (pixels blended per entry): outputs, fully overwritten.
     """
+    means2d, conics, opacities, setup = projected
     n_ch = colors.shape[1]
     tiles_x = (width + TILE - 1) // TILE
     n_tiles = tile_offsets.shape[0] - 1
@@ -56,9 +58,7 @@ def raster_fwd(tile_offsets, isect_gauss, means2d, conics, opacities, colors, ba
                 break
             g = isect_gauss[e]
             op = np.float64(opacities[g])
-            n = entry_pixels(np.float64(means2d[g, 0]), np.float64(means2d[g, 1]), np.float64(conics[g, 0]),
-                             np.float64(conics[g, 1]), np.float64(conics[g, 2]), op, x0, x1, y0, y1,
-                             pix_k, pix_g)
+            n = entry_pixels(means2d, conics, opacities, setup, g, x0, x1, y0, y1, pix_k, pix_g)
             count = 0
             for i in range(n):
                 k = pix_k[i]

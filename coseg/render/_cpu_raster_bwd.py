@@ -62,20 +62,21 @@ def _channel_pass(grad, sel_k, sel_w, n_sel, colors, g, need_color, need_geom, g
 
 
 @nb.njit(**_NB)
-def raster_bwd(tile_offsets, isect_gauss, means2d, conics, opacities, colors, background,
-               width, height, out_t, out_last, v_img, v_alpha, need_geom, need_color,
-               entry_geom, entry_color):
+def raster_bwd(tile_offsets, isect_gauss, projected, colors, background, width, height,
+               out_t, out_last, v_img, v_alpha, need_geom, need_color, entry_grads):
     """Per-entry gradients of the blending.
 
     Args:
         tile_offsets, isect_gauss: from `_cpu_binning.bin_gaussians`.
-        means2d, conics, opacities, colors, background: the forward inputs.
+        projected, colors, background: the forward's inputs (see `raster_fwd`).
         out_t [H, W] float64, out_last [H, W] int32: saved by `raster_fwd`.
         v_img [H, W, C], v_alpha [H, W]: upstream gradients.
         need_geom: compute dL/d(means2d, conics, opacities). need_color: compute dL/dcolors.
-        entry_geom [M, 6] (d means2d x, y, d conic a, b, c, d opacity) and
-        entry_color [M, C]: outputs, written for every entry when requested.
+        entry_grads: (entry_geom [M, 6] (d means2d x, y, d conic a, b, c, d opacity),
+            entry_color [M, C]): outputs, written for every entry when requested.
     """
+    means2d, conics, opacities, setup = projected
+    entry_geom, entry_color = entry_grads
     n_ch = colors.shape[1]
     tiles_x = (width + TILE - 1) // TILE
     n_tiles = tile_offsets.shape[0] - 1
@@ -124,7 +125,7 @@ def raster_bwd(tile_offsets, isect_gauss, means2d, conics, opacities, colors, ba
             mx, my = np.float64(means2d[g, 0]), np.float64(means2d[g, 1])
             ca, cb, cc = np.float64(conics[g, 0]), np.float64(conics[g, 1]), np.float64(conics[g, 2])
             op = np.float64(opacities[g])
-            n = entry_pixels(mx, my, ca, cb, cc, op, x0, x1, y0, y1, pix_k, pix_g)
+            n = entry_pixels(means2d, conics, opacities, setup, g, x0, x1, y0, y1, pix_k, pix_g)
             # Pass 1: the pixels this entry was blended into (in place in pix_k / pix_g), T_j.
             n_sel = 0
             for i in range(n):

@@ -60,17 +60,18 @@ def _sample_tile(fmap, x0, x1, y0, y1, width, height, c0, c1, feat):
 
 
 @nb.njit(**_NB)
-def unproject_band(tile_offsets, isect_gauss, means2d, conics, opacities, fmap, width, height,
+def unproject_band(tile_offsets, isect_gauss, projected, fmap, width, height,
                    tile0, tile1, entry_feat, entry_count):
     """Per-entry sums of alpha * T * F(p) and blended-pixel counts for tiles [tile0, tile1).
 
     Args:
         tile_offsets, isect_gauss: from `_cpu_binning.bin_gaussians`.
-        means2d [N, 2], conics [N, 3], opacities [N]: projected Gaussians.
+        projected: (means2d, conics, opacities, setup) as for `_cpu_raster.raster_fwd`.
         fmap [h, w, C] float32 feature map. width, height: image size.
         entry_feat [>= M_band, C] float32, entry_count [>= M_band] int64: outputs, row
             e - tile_offsets[tile0] for entry e of the band, every row of the band written.
     """
+    means2d, conics, opacities, setup = projected
     n_ch = fmap.shape[2]
     tiles_x = (width + TILE - 1) // TILE
     base = tile_offsets[tile0]
@@ -100,9 +101,7 @@ def unproject_band(tile_offsets, isect_gauss, means2d, conics, opacities, fmap, 
             if n_done < n_pix:
                 g = isect_gauss[e]
                 op = np.float64(opacities[g])
-                n = entry_pixels(np.float64(means2d[g, 0]), np.float64(means2d[g, 1]),
-                                 np.float64(conics[g, 0]), np.float64(conics[g, 1]),
-                                 np.float64(conics[g, 2]), op, x0, x1, y0, y1, pix_k, pix_g)
+                n = entry_pixels(means2d, conics, opacities, setup, g, x0, x1, y0, y1, pix_k, pix_g)
                 for i in range(n):
                     k = pix_k[i]
                     if done[k]:

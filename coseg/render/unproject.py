@@ -16,6 +16,7 @@ import torch
 from coseg.render import _validate
 from coseg.render._autograd import as_numpy
 from coseg.render._cpu_binning import bin_gaussians, reduce_entries
+from coseg.render._cpu_pixels import SETUP, gaussian_setup
 from coseg.render._cpu_project import project_fwd
 from coseg.render._cpu_raster import raster_fwd
 from coseg.render._cpu_unproject import scatter_band, unproject_band
@@ -25,9 +26,9 @@ NEAR_PLANE = 0.2
 BAND_BYTES = 64 * 2**20
 
 
-def _project(means: np.ndarray, quats: np.ndarray, scales: np.ndarray, viewmat: torch.Tensor,
-             K: torch.Tensor, width: int, height: int):
-    """Project float32 Gaussians for one camera: (means2d, conics, depths, radii, binning)."""
+def _project(means: np.ndarray, quats: np.ndarray, scales: np.ndarray, opacities: np.ndarray,
+             viewmat: torch.Tensor, K: torch.Tensor, width: int, height: int):
+    """Project float32 Gaussians for one camera: (projected, binning) as the kernels take them."""
     n = means.shape[0]
     vm = viewmat.detach().cpu().numpy().astype(np.float64)
     k = K.detach().cpu().numpy().astype(np.float64)
@@ -35,7 +36,9 @@ def _project(means: np.ndarray, quats: np.ndarray, scales: np.ndarray, viewmat: 
     means2d, conics = np.empty((n, 2), np.float32), np.empty((n, 3), np.float32)
     depths, radii = np.empty(n, np.float32), np.empty(n, np.int32)
     project_fwd(means, quats, scales, vm, intr, width, height, NEAR_PLANE, means2d, conics, depths, radii)
-    return means2d, conics, radii, bin_gaussians(means2d, radii, depths, width, height)
+    setup = np.empty((n, SETUP))
+    gaussian_setup(conics, opacities, radii, setup)
+    return (means2d, conics, opacities, setup), bin_gaussians(means2d, radii, depths, width, height)
 
 
 def _geometry(means, quats, scales, opacities):
@@ -90,8 +93,8 @@ def unproject_features(means: torch.Tensor, quats: torch.Tensor, scales: torch.T
                              f"the first had {buffer.shape[1]}")
         if not np.isfinite(fmap).all():
             raise ValueError(f"unproject_features: feature map {n_seen} contains NaN or inf")
-        means2d, conics, _, binning = _project(m, q, s, vms[n_seen], ks[n_seen], int(width), int(height))
-        _unproject_view(binning, means2d, conics, op, fmap, int(width), int(height), buffer, counts)
+        projected, binning = _project(m, q, s, op, vms[n_seen], ks[n_seen], int(width), int(height))
+        _unproject_view(binning, projected, fmap, int(width), int(height), buffer, counts)
         n_seen += 1
     if n_seen != n_views:
         raise ValueError(f"unproject_features: got {n_seen} feature maps for {n_views} views")
@@ -100,7 +103,7 @@ def unproject_features(means: torch.Tensor, quats: torch.Tensor, scales: torch.T
     return features, counts
 
 
-def _unproject_view(binning, means2d, conics, opacities, fmap, width, height, buffer, counts) -> None:
+def _unproject_view(binning, projected, fmap, width, height, buffer, counts) -> None:
     """Accumulate one view into buffer/counts, band by band of tiles (bounded memory)."""
     tile_offsets, isect_gauss, gauss_offsets, gauss_entries = binning
     n_ch = fmap.shape[2]
@@ -117,7 +120,7 @@ def _unproject_view(binning, means2d, conics, opacities, fmap, width, height, bu
         tile1 = max(tile0 + 1, int(np.searchsorted(tile_offsets, limit, side="right")) - 1)
         tile1 = min(tile1, n_tiles)
         with numba.parallel_chunksize(1):
-            unproject_band(tile_offsets, isect_gauss, means2d, conics, opacities, fmap, width, height,
+            unproject_band(tile_offsets, isect_gauss, projected, fmap, width, height,
                            tile0, tile1, entry_feat, entry_count)
         base = int(tile_offsets[tile0])
         scatter_band(gauss_offsets, gauss_entries, base, int(tile_offsets[tile1]) - base,
@@ -138,12 +141,12 @@ def visible_set(means: torch.Tensor, quats: torch.Tensor, scales: torch.Tensor, 
     if viewmat.ndim != 2:
         raise ValueError("visible_set: viewmat must be one [4, 4] camera")
     width, height = int(width), int(height)
-    means2d, conics, _, (tile_offsets, isect_gauss, gauss_offsets, gauss_entries) = _project(
-        m, q, s, viewmat, K, width, height)
+    projected, (tile_offsets, isect_gauss, gauss_offsets, gauss_entries) = _project(
+        m, q, s, op, viewmat, K, width, height)
     entry_count = np.empty(isect_gauss.shape[0], np.int32)
     no_channels = np.empty((m.shape[0], 0), np.float32)
     with numba.parallel_chunksize(1):
-        raster_fwd(tile_offsets, isect_gauss, means2d, conics, op, no_channels, np.empty(0, np.float32),
+        raster_fwd(tile_offsets, isect_gauss, projected, no_channels, np.empty(0, np.float32),
                    width, height, np.empty((height, width, 0), np.float32),
                    np.empty((height, width)), np.empty((height, width), np.int32), entry_count)
     contrib = np.empty((m.shape[0], 1), np.int32)
