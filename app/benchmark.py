@@ -36,7 +36,7 @@ from vispy import gloo
 from app.picking import warm_up
 from app.viewport.splats import FrameParams, load_shader
 
-_COUNT_FRAG = "void main() { gl_FragColor = vec4(1.0, 0.0, 0.0, 0.0); }"
+_COUNT_FRAG = "#version 130\nvoid main() { gl_FragColor = vec4(1.0, 0.0, 0.0, 0.0); }"
 """Adds 1 to red per rasterised fragment under the viewport's (ONE, ONE_MINUS_SRC_ALPHA) blending."""
 
 

@@ -1,10 +1,14 @@
+#version 130
 // Gaussian splatting vertex shader: one point sprite (a screen-aligned square)
 // per Gaussian. Projects the 3D covariance with the EWA Jacobian exactly as
 // the 3DGS / coseg.render CPU rasteriser does (near plane 0.2, tangent clamp
-// at 1.3 x the half field of view, +0.3 px^2 on the 2D diagonal) and sizes
-// the square to 3 sigma of the larger eigenvalue, radius ceil(3 sqrt(lambda))
-// (less for low opacities, see below), capped at half the largest point size
-// the GL allows (u_max_radius).
+// at 1.3 x the half field of view, +0.3 px^2 on the 2D diagonal). The square
+// is the smallest one around the projected mean that holds the ellipse of
+// Mahalanobis radius `extent` (3, less for low opacities, see below): half
+// side extent * sqrt(max(Sigma'xx, Sigma'yy)), the ellipse's axis-aligned
+// bounding box, not rounded up to whole pixels; capped at half the largest
+// point size the GL allows (u_max_radius). Varyings are flat: the same for
+// every fragment of a sprite, so llvmpipe does not interpolate them.
 // Camera convention: OpenCV world-to-camera (x right, y down, z forward),
 // pixel (i, j) centre at (i + 0.5, j + 0.5).
 uniform mat4 u_view;        // world to camera
@@ -20,8 +24,9 @@ attribute vec3 a_cov_a;     // Sigma xx xy xz
 attribute vec3 a_cov_b;     // Sigma yy yz zz
 attribute vec4 a_color;     // display colour and opacity (0 = hidden)
 
-varying vec4 v_color;
-varying vec4 v_conic;       // conic (a, b, c) and the sprite radius
+flat out vec4 v_color;
+flat out vec3 v_conic;      // conic (a, b, c): inverse of the 2D covariance
+flat out vec2 v_centre;     // projected mean in window coordinates (y up, like gl_FragCoord)
 
 vec3 depth_colormap(float t) {
     // A compact blue-to-yellow ramp (viridis-like endpoints).
@@ -54,18 +59,18 @@ void main() {
     float b = dot(r0, s1);
     float c = dot(r1, s1) + 0.3;
     float det = a * c - b * b;
-    float mid = 0.5 * (a + c);
     // Opacity-aware extent: beyond Mahalanobis distance sqrt(2 ln(255 opacity))
     // every fragment has alpha < 1/255 and is discarded anyway, so a
     // low-opacity splat gets a smaller square and the image is unchanged.
     // Never more than the rasteriser's 3 sigma.
     float extent = min(3.0, sqrt(2.0 * log(255.0 * a_color.a)));
-    float radius = min(ceil(extent * sqrt(mid + sqrt(max(0.1, mid * mid - det)))), u_max_radius);
-    v_conic = vec4(c / det, -b / det, a / det, radius);
+    float radius = min(extent * sqrt(max(a, c)), u_max_radius);
+    v_conic = vec3(c / det, -b / det, a / det);
     v_color = a_color;
     if (u_depth_mode > 0.5)
         v_color.rgb = depth_colormap((t.z - u_depth_range.x) / max(1e-6, u_depth_range.y - u_depth_range.x));
     gl_PointSize = 2.0 * radius;
     vec2 centre = u_focal * t.xy * iz + u_principal;
+    v_centre = vec2(centre.x, u_size.y - centre.y);
     gl_Position = vec4(2.0 * centre.x / u_size.x - 1.0, 1.0 - 2.0 * centre.y / u_size.y, 0.0, 1.0);
 }
