@@ -30,7 +30,8 @@ import math
 import numba as nb
 import numpy as np
 
-TILE = 16
+TILE_SHIFT = 4
+TILE = 1 << TILE_SHIFT
 ALPHA_MIN = 1.0 / 255.0
 ALPHA_MAX = 0.99
 T_MIN = 1e-4

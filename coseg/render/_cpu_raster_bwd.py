@@ -29,7 +29,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from coseg.render._cpu_pixels import ALPHA_MAX, TILE, entry_pixels
+from coseg.render._cpu_pixels import ALPHA_MAX, TILE, TILE_SHIFT, entry_pixels
 
 _NB = dict(parallel=True, cache=True, nogil=True)
 
@@ -126,8 +126,10 @@ def raster_bwd(tile_offsets, isect_gauss, projected, colors, background, width, 
             ca, cb, cc = np.float64(conics[g, 0]), np.float64(conics[g, 1]), np.float64(conics[g, 2])
             op = np.float64(opacities[g])
             n = entry_pixels(means2d, conics, opacities, setup, g, x0, x1, y0, y1, pix_k, pix_g)
-            # Pass 1: the pixels this entry was blended into (in place in pix_k / pix_g), T_j.
+            # Pass 1: the pixels this entry was blended into (in place in pix_k / pix_g), T_j;
+            # for RGB the channel work rides along.
             n_sel = 0
+            gc0 = gc1 = gc2 = gcol.dtype.type(0.0)
             for i in range(n):
                 k = pix_k[i]
                 if j >= last[k]:
@@ -136,23 +138,22 @@ def raster_bwd(tile_offsets, isect_gauss, projected, colors, background, width, 
                 alpha = min(ALPHA_MAX, op * gauss)
                 inv_one_minus = 1.0 / (1.0 - alpha)
                 trans[k] = trans[k] * inv_one_minus
+                w = alpha * trans[k]
                 pix_k[n_sel] = k
                 pix_g[n_sel] = gauss
-                sel_w[n_sel] = alpha * trans[k]
+                sel_w[n_sel] = w
                 sel_inv[n_sel] = inv_one_minus
-                n_sel += 1
-            if n_sel == 0:
-                continue
-            # Pass 2: channels.
-            if n_ch == 3:
-                gc0 = gc1 = gc2 = gcol.dtype.type(0.0)
-                for i in range(n_sel):
-                    k = pix_k[i]
-                    wt = gcol.dtype.type(sel_w[i])
+                if n_ch == 3:
+                    wt = gcol.dtype.type(w)
                     gc0 += wt * grad[k, 0]
                     gc1 += wt * grad[k, 1]
                     gc2 += wt * grad[k, 2]
-                    cdot[i] = grad[k, 0] * colors[g, 0] + grad[k, 1] * colors[g, 1] + grad[k, 2] * colors[g, 2]
+                    cdot[n_sel] = grad[k, 0] * colors[g, 0] + grad[k, 1] * colors[g, 1] + grad[k, 2] * colors[g, 2]
+                n_sel += 1
+            if n_sel == 0:
+                continue
+            # Pass 2: channels (wide C).
+            if n_ch == 3:
                 gcol[0], gcol[1], gcol[2] = gc0, gc1, gc2
             else:
                 _channel_pass(grad, pix_k, sel_w, n_sel, colors, g, need_color, need_geom, gcol, cdot)
@@ -161,24 +162,32 @@ def raster_bwd(tile_offsets, isect_gauss, projected, colors, background, width, 
                     entry_color[e, c] = gcol[c]
             if not need_geom:
                 continue
-            # Pass 3: geometry.
-            g_mx = g_my = g_ca = g_cb = g_cc = g_op = 0.0
+            # Pass 3: geometry. dL/dpower summed with its first and second moments in d, combined
+            # with the conic at the end.
+            s_op = s_vx = s_vy = s_vxx = s_vxy = s_vyy = 0.0
             for i in range(n_sel):
                 k = pix_k[i]
-                w = sel_w[i]
                 v_a = cdot[i] * trans[k] - (behind[k] + fixed[k]) * sel_inv[i]
-                behind[k] += cdot[i] * w
+                behind[k] += cdot[i] * sel_w[i]
                 gauss = pix_g[i]
                 if op * gauss <= ALPHA_MAX:
-                    dx = mx - (x0 + k % TILE + 0.5)
-                    dy = my - (y0 + k // TILE + 0.5)
-                    g_op += gauss * v_a
+                    dx = mx - (x0 + (k & (TILE - 1)) + 0.5)
+                    dy = my - (y0 + (k >> TILE_SHIFT) + 0.5)
+                    s_op += gauss * v_a
                     v_power = op * gauss * v_a
-                    g_mx += v_power * (-ca * dx - cb * dy)
-                    g_my += v_power * (-cc * dy - cb * dx)
-                    g_ca += -0.5 * dx * dx * v_power
-                    g_cb += -dx * dy * v_power
-                    g_cc += -0.5 * dy * dy * v_power
+                    v_x = v_power * dx
+                    v_y = v_power * dy
+                    s_vx += v_x
+                    s_vy += v_y
+                    s_vxx += v_x * dx
+                    s_vxy += v_x * dy
+                    s_vyy += v_y * dy
+            g_mx = -ca * s_vx - cb * s_vy
+            g_my = -cc * s_vy - cb * s_vx
+            g_ca = -0.5 * s_vxx
+            g_cb = -s_vxy
+            g_cc = -0.5 * s_vyy
+            g_op = s_op
             entry_geom[e, 0] = g_mx
             entry_geom[e, 1] = g_my
             entry_geom[e, 2] = g_ca
