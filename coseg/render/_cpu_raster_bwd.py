@@ -61,6 +61,17 @@ def _channel_pass(grad, sel_k, sel_w, n_sel, colors, g, need_color, need_geom, g
             cdot[i] = s
 
 
+@nb.njit(inline="always")
+def _zero_entry(entry_geom, entry_color, e, need_geom, need_color):
+    """Zero the gradient rows of an entry that blended nowhere (each row is written once)."""
+    if need_geom:
+        for q in range(6):
+            entry_geom[e, q] = 0.0
+    if need_color:
+        for c in range(entry_color.shape[1]):
+            entry_color[e, c] = 0.0
+
+
 @nb.njit(**_NB)
 def raster_bwd(tile_offsets, isect_gauss, projected, colors, background, width, height,
                out_t, out_last, v_img, v_alpha, need_geom, need_color, entry_grads):
@@ -112,13 +123,8 @@ def raster_bwd(tile_offsets, isect_gauss, projected, colors, background, width, 
                     grad[k, c] = v_img[py, px, c]
                     bg_dot += np.float64(v_img[py, px, c]) * background[c]
                 fixed[k] = trans[k] * (bg_dot - v_alpha[py, px])
-        for e in range(start, end):
-            if need_geom:
-                for q in range(6):
-                    entry_geom[e, q] = 0.0
-            if need_color:
-                for c in range(n_ch):
-                    entry_color[e, c] = 0.0
+        for e in range(start + max_last, end):
+            _zero_entry(entry_geom, entry_color, e, need_geom, need_color)
         for j in range(max_last - 1, -1, -1):
             e = start + j
             g = isect_gauss[e]
@@ -151,6 +157,7 @@ def raster_bwd(tile_offsets, isect_gauss, projected, colors, background, width, 
                     cdot[n_sel] = grad[k, 0] * colors[g, 0] + grad[k, 1] * colors[g, 1] + grad[k, 2] * colors[g, 2]
                 n_sel += 1
             if n_sel == 0:
+                _zero_entry(entry_geom, entry_color, e, need_geom, need_color)
                 continue
             # Pass 2: channels (wide C).
             if n_ch == 3:
