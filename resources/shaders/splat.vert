@@ -24,8 +24,8 @@ attribute vec3 a_cov_a;     // Sigma xx xy xz
 attribute vec3 a_cov_b;     // Sigma yy yz zz
 attribute vec4 a_color;     // display colour and opacity (0 = hidden)
 
-flat out vec4 v_color;
-flat out vec3 v_conic;      // conic (a, b, c): inverse of the 2D covariance
+flat out vec4 v_color;     // display colour, log2(opacity)
+flat out vec3 v_conic;      // log2(e) x (-a/2, -b, -c/2) of the conic (a, b, c) = inverse 2D covariance
 flat out vec2 v_centre;     // projected mean in window coordinates (y up, like gl_FragCoord)
 
 vec3 depth_colormap(float t) {
@@ -65,8 +65,9 @@ void main() {
     // Never more than the rasteriser's 3 sigma.
     float extent = min(3.0, sqrt(2.0 * log(255.0 * a_color.a)));
     float radius = min(extent * sqrt(max(a, c)), u_max_radius);
-    v_conic = vec3(c / det, -b / det, a / det);
-    v_color = a_color;
+    // Pre-scaled so the fragment shader's exponent is one exp2 of a quadratic.
+    v_conic = 1.4426950408889634 * vec3(-0.5 * c / det, b / det, -0.5 * a / det);
+    v_color = vec4(a_color.rgb, log2(a_color.a));
     if (u_depth_mode > 0.5)
         v_color.rgb = depth_colormap((t.z - u_depth_range.x) / max(1e-6, u_depth_range.y - u_depth_range.x));
     gl_PointSize = 2.0 * radius;
