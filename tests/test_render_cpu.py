@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from coseg.render import attendance_mask, rasterization, unproject_features, visible_set
+from coseg.render._cpu_pixels import SETUP, entry_pixels, gaussian_setup
 
 W, H = 12, 10
 
@@ -363,3 +364,52 @@ def test_missing_cuda_backend_is_one_clear_error(backend):
     img, _, _ = rasterization(s["means"], s["quats"], s["scales"], s["opacities"], s["colors"], vm, K, W, H,
                               backend="auto")
     assert img.shape == (H, W, 3)
+
+
+@numba.njit
+def _entry_pixels_of(means2d, conics, opacities, setup, g, x0, y0, pix_k, pix_g):
+    return entry_pixels(means2d, conics, opacities, setup, g, x0, x0 + 16, y0, y0 + 16, pix_k, pix_g)
+
+
+#: (long-axis factor, short-axis variance, spread of the means): thin boxes reach exponents
+#: below -600 (exact fallback), near-degenerate conics take the exact path too.
+ENTRY_CASES = {"round": (1.0, 1.0, 12.0), "elongated": (30.0, 1.0, 12.0), "thin": (1e4, 0.0, 12.0),
+               "near_degenerate": (1e7, 1.0, 12.0), "far_huge": (1e4, 1.0, 400.0)}
+
+
+@pytest.mark.parametrize("kind", list(ENTRY_CASES))
+def test_entry_pixels_match_per_pixel_rule(kind):
+    """The recurrence (fast path) and the exact fallback list exactly the pixels the 3DGS rule blends."""
+    big, small, spread = ENTRY_CASES[kind]
+    rng = np.random.default_rng(list(ENTRY_CASES).index(kind))
+    n = 200
+    angle = rng.uniform(0, math.pi, n)
+    sig = np.stack([rng.uniform(0.5, 4.0, n) * big, rng.uniform(0.0, 4.0, n) * small], 1)
+    rot = np.stack([np.cos(angle), -np.sin(angle), np.sin(angle), np.cos(angle)], 1).reshape(n, 2, 2)
+    cov = rot @ (sig[:, :, None] * np.eye(2)) @ rot.transpose(0, 2, 1) + 0.3 * np.eye(2)
+    inv = np.linalg.inv(cov)
+    conics = np.stack([inv[:, 0, 0], inv[:, 0, 1], inv[:, 1, 1]], 1).astype(np.float32)
+    means2d = (24.0 + rng.normal(0, spread, (n, 2))).astype(np.float32)
+    opacities = rng.uniform(0.002, 1.0, n).astype(np.float32)
+    setup = np.empty((n, SETUP))
+    gaussian_setup(conics, opacities, np.ones(n, np.int32), setup)
+    pix_k, pix_g = np.empty(256, np.int64), np.empty(256)
+    listed = 0
+    for g in range(n):
+        for x0, y0 in ((16, 16), (0, 32), (32, 0)):
+            got = _entry_pixels_of(means2d, conics, opacities, setup, g, x0, y0, pix_k, pix_g)
+            found = dict(zip(pix_k[:got].tolist(), pix_g[:got].tolist()))
+            assert len(found) == got
+            m, c, op = means2d[g].astype(np.float64), conics[g].astype(np.float64), float(opacities[g])
+            for k in range(256):
+                dx, dy = m[0] - (x0 + k % 16 + 0.5), m[1] - (y0 + k // 16 + 0.5)
+                power = -0.5 * (c[0] * dx * dx + c[2] * dy * dy) - c[1] * dx * dy
+                value = math.exp(power) if power <= 0 else 0.0
+                if power <= 0 and abs(op * value - 1 / 255) < 1e-9:
+                    continue  # on the threshold within rounding: either answer is right
+                passes = power <= 0 and op * value >= 1 / 255
+                assert (k in found) == passes, (g, x0, y0, k)
+                if passes:
+                    assert found[k] == pytest.approx(value, rel=1e-11)
+            listed += got
+    assert listed > 0
