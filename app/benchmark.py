@@ -34,7 +34,7 @@ import numpy as np
 from vispy import gloo
 
 from app.picking import warm_up
-from app.viewport.splats import FrameParams, load_shader
+from app.viewport.splats import FrameParams, for_glsl, load_shader
 
 _COUNT_FRAG = "#version 130\nvoid main() { gl_FragColor = vec4(1.0, 0.0, 0.0, 0.0); }"
 """Adds 1 to red per rasterised fragment under the viewport's (ONE, ONE_MINUS_SRC_ALPHA) blending."""
@@ -185,7 +185,7 @@ def _frame_profile(win, repeats: int = 5) -> list[tuple[str, str]]:
     finally:
         r.max_radius = cap
     rows.append(("full frame: wall / CPU", _timed(lambda: r.draw(frame), repeats)))
-    counter = gloo.Program(load_shader("splat.vert"), _COUNT_FRAG)
+    counter = gloo.Program(load_shader("splat.vert", r.glsl), for_glsl(_COUNT_FRAG, r.glsl))
     target = gloo.Texture2D((h, w, 4), format="rgba", internalformat="rgba32f")
     with gloo.FrameBuffer(color=target):
         r.draw(frame, program=counter)

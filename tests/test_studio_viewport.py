@@ -234,3 +234,33 @@ def test_sprite_of_a_diagonal_needle_is_its_ellipse_bounding_square(make_main_wi
     assert (alpha > 0.05).sum() > 100
     err = np.abs(gpu - cpu).max(axis=2)
     assert err.max() < 4 / 255 and err.mean() < 1 / 255
+
+
+def test_glsl_120_fallback_draws_the_same_image(make_main_window):
+    """Contexts without GLSL 1.30 get the splat shaders with plain varyings and the same picture."""
+    from vispy import gloo
+
+    from app.viewport.splats import for_glsl, glsl_version, load_shader
+    from coseg.sort import depth_order
+
+    old = load_shader("splat.frag", (1, 20))
+    assert old.startswith("#version 120") and "flat" not in old and "varying vec3 v_conic;" in old
+    assert for_glsl("void main() {}", (1, 20)) == "void main() {}"
+    win = make_main_window()
+    g = _scene()
+    _open(win, g)
+    cam = _camera()
+    win.canvas.camera.snap_to(cam)
+    win.canvas.set_current()
+    r = win.canvas.renderer
+    assert glsl_version() == r.glsl >= (1, 30)  # Mesa llvmpipe offers 4.50
+    r.set_order(depth_order(g.means, cam.world_to_camera))
+    frame = win.canvas.frame_params((W, H))
+    legacy = gloo.Program(load_shader("splat.vert", (1, 20)), old)
+    images = []
+    for program in (None, legacy):
+        with gloo.FrameBuffer(color=gloo.RenderBuffer((H, W, 4))):
+            r.draw(frame, program=program)
+            images.append(gloo.read_pixels((0, 0, W, H), alpha=False).astype(int))
+    assert images[0].std() > 5
+    assert np.abs(images[0] - images[1]).max() <= 1

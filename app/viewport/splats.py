@@ -33,6 +33,7 @@ Gaussian whatever its size (`coseg-studio --benchmark` prints the split).
 from __future__ import annotations
 
 from dataclasses import dataclass
+import re
 from pathlib import Path
 
 import numpy as np
@@ -46,8 +47,31 @@ MODES = ("rgb", "segmentation", "overlay", "depth", "features")
 HIGHLIGHT = np.array([1.0, 0.6, 0.1], np.float32)
 
 
-def load_shader(name: str) -> str:
-    return (SHADER_DIR / name).read_text()
+def load_shader(name: str, glsl: tuple[int, int] = (1, 30)) -> str:
+    """Source of `resources/shaders/NAME` for a context with GLSL version `glsl` (see `for_glsl`)."""
+    return for_glsl((SHADER_DIR / name).read_text(), glsl)
+
+
+def for_glsl(source: str, glsl: tuple[int, int]) -> str:
+    """A GLSL 1.30 shader rewritten as 1.20 when the context has no 1.30 (e.g. macOS legacy contexts).
+
+    The splat shaders use 1.30 only for `flat` varyings; as plain 1.20
+    varyings they hold the same value over a point sprite (one vertex), so
+    the image is the same and only llvmpipe's interpolation work comes back.
+    """
+    if glsl >= (1, 30) or not source.startswith("#version 130"):
+        return source
+    source = source.replace("#version 130", "#version 120", 1)
+    return source.replace("flat out ", "varying ").replace("flat in ", "varying ")
+
+
+def glsl_version() -> tuple[int, int]:
+    """(major, minor) GLSL version of the current GL context; (1, 20) when unreadable."""
+    text = str(gloo.gl.glGetParameter(gloo.gl.GL_SHADING_LANGUAGE_VERSION))
+    match = re.search(r"(\d+)\.(\d+)", text)
+    if match is None:
+        return (1, 20)
+    return int(match[1]), int(match[2][:2].ljust(2, "0"))
 
 
 def _f32(arr: np.ndarray) -> np.ndarray:
@@ -106,7 +130,8 @@ class SplatRenderer:
     """The splatting program and its buffers; needs a current GL context."""
 
     def __init__(self) -> None:
-        self.program = gloo.Program(load_shader("splat.vert"), load_shader("splat.frag"))
+        self.glsl = glsl_version()
+        self.program = gloo.Program(load_shader("splat.vert", self.glsl), load_shader("splat.frag", self.glsl))
         self.count = 0
         self.index: gloo.IndexBuffer | None = None
         self.depth_range = (0.1, 10.0)
