@@ -110,8 +110,10 @@ def time_case(render: Callable, unproject: Callable, inputs: dict, w: Workload, 
               runs: int, warmup: int) -> dict:
     """Median wall times of forward, backward, forward+backward and unprojection, in ms.
 
-    Also the process CPU time of forward+backward (all threads): on a shared
-    machine the wall time includes waiting for a core, the CPU time does not.
+    Also the process CPU times (all threads) of forward, forward+backward and
+    unprojection: on a shared machine the wall time includes waiting for a core,
+    the CPU time does not, so the unprojection-vs-forward comparison can be read
+    from them too.
     """
     colors, sh_degree = _channels(inputs, n_ch, w.seed)
     params = [inputs[k].detach().clone().requires_grad_(True)
@@ -119,12 +121,12 @@ def time_case(render: Callable, unproject: Callable, inputs: dict, w: Workload, 
     g = torch.Generator().manual_seed(w.seed + 1)
     up_img = torch.randn(w.height, w.width, n_ch, generator=g)
     up_alpha = torch.randn(w.height, w.width, 1, generator=g)
-    fwd, bwd, cpu = [], [], []
+    fwd, bwd, cpu, fwd_cpu = [], [], [], []
     for k in range(warmup + runs):
         c0, t0 = time.process_time(), time.perf_counter()
         img, alpha, _ = render(*params, inputs["viewmat"], inputs["K"], w.width, w.height,
                                sh_degree=sh_degree)
-        t1 = time.perf_counter()
+        t1, c1 = time.perf_counter(), time.process_time()
         ((img * up_img.to(img.dtype)).sum() + (alpha * up_alpha.to(alpha.dtype)).sum()).backward()
         t2, c2 = time.perf_counter(), time.process_time()
         for p in params:
@@ -133,17 +135,20 @@ def time_case(render: Callable, unproject: Callable, inputs: dict, w: Workload, 
             fwd.append(t1 - t0)
             bwd.append(t2 - t1)
             cpu.append(c2 - c0)
+            fwd_cpu.append(c1 - c0)
     fmap = np.random.default_rng(w.seed + 2).random((w.height, w.width, n_ch), dtype=np.float32)
     geometry = [inputs[k].detach() for k in ("means", "quats", "scales", "opacities")]
-    unp = []
+    unp, unp_cpu = [], []
     for k in range(warmup + runs):
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         unproject(*geometry, inputs["viewmat"][None], inputs["K"][None], w.width, w.height, [fmap])
         if k >= warmup:
             unp.append(time.perf_counter() - t0)
+            unp_cpu.append(time.process_time() - c0)
     return {"forward_ms": _median_ms(fwd), "backward_ms": _median_ms(bwd),
             "forward_backward_ms": _median_ms([a + b for a, b in zip(fwd, bwd)]),
-            "unproject_ms": _median_ms(unp), "forward_backward_cpu_ms": _median_ms(cpu)}
+            "unproject_ms": _median_ms(unp), "forward_backward_cpu_ms": _median_ms(cpu),
+            "forward_cpu_ms": _median_ms(fwd_cpu), "unproject_cpu_ms": _median_ms(unp_cpu)}
 
 
 def _backends() -> dict[str, tuple[Callable, Callable]]:
@@ -252,19 +257,21 @@ def _targets(rows: list[dict], quick: bool) -> list[dict]:
 def format_table(results: dict) -> str:
     """The human-readable report: machine line, timing table, speed-ups, targets, notes."""
     m = results["machine"]
-    lines = ["f+b CPU = process CPU time of forward+backward summed over threads "
-             "(wall time also counts waiting for a core on a shared machine)",
+    lines = ["fwd / f+b / unp CPU = process CPU time of forward, forward+backward, unprojection "
+             "summed over threads (wall time also counts waiting for a core on a shared machine)",
              f"CPU: {m['cpu']} ({m['cores']} cores), numba threads {m['numba_threads']}, "
              f"torch threads {m['torch_threads']}, load {m['load_avg_1min']}; "
              f"median of {results['settings']['runs']} runs after {results['settings']['warmup']} warm-up",
              "",
              f"{'backend':<10} {'workload':<28} {'size':>9} {'N':>7} {'C':>3} "
-             f"{'forward':>9} {'backward':>9} {'fwd+bwd':>9} {'unproject':>9} {'f+b CPU':>9}  (ms)"]
+             f"{'forward':>9} {'backward':>9} {'fwd+bwd':>9} {'unproject':>9} {'fwd CPU':>9} "
+             f"{'f+b CPU':>9} {'unp CPU':>9}  (ms)"]
     for r in results["rows"]:
         lines.append(f"{r['backend']:<10} {r['name'][:28]:<28} {r['width']:>4}x{r['height']:<4} "
                      f"{r['n_gaussians']:>7} {r['channels']:>3} {r['forward_ms']:>9.1f} "
                      f"{r['backward_ms']:>9.1f} {r['forward_backward_ms']:>9.1f} {r['unproject_ms']:>9.1f} "
-                     f"{r['forward_backward_cpu_ms']:>9.1f}")
+                     f"{r['forward_cpu_ms']:>9.1f} {r['forward_backward_cpu_ms']:>9.1f} "
+                     f"{r['unproject_cpu_ms']:>9.1f}")
     lines.append("")
     for s in results["speedups"]:
         lines.append(f"speed-up cpu vs reference, C={s['channels']:<3}: forward {s['forward_ms']:.0f}x, "
