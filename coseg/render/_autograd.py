@@ -93,7 +93,7 @@ class RasterizeGaussians(torch.autograd.Function):
                        img, out_t, out_last, entry_count)
         contrib = np.empty((n, 1), np.int32)
         reduce_entries(gauss_offsets, gauss_entries, entry_count[:, None], contrib)
-        ctx.arrays = (projected, col, bg, binning, out_t, out_last)
+        ctx.arrays = (projected, col, bg, binning, (out_t, out_last, entry_count))
         ctx.size = (width, height)
         alpha = torch.from_numpy((1.0 - out_t).astype(dt)[..., None])
         contrib_t = torch.from_numpy(contrib[:, 0])
@@ -102,7 +102,8 @@ class RasterizeGaussians(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, v_img, v_alpha, _v_contrib):
-        projected, col, bg, binning, out_t, out_last = ctx.arrays
+        projected, col, bg, binning, saved = ctx.arrays
+        out_t = saved[0]
         xy = projected[0]
         tile_offsets, isect_gauss, gauss_offsets, gauss_entries = binning
         need = ctx.needs_input_grad
@@ -118,7 +119,7 @@ class RasterizeGaussians(torch.autograd.Function):
         if need_geom or need_color:
             with numba.parallel_chunksize(1):
                 raster_bwd(tile_offsets, isect_gauss, projected, col, bg, ctx.size[0], ctx.size[1],
-                           out_t, out_last, g_img, g_alpha, need_geom, need_color, (entry_geom, entry_color))
+                           saved, g_img, g_alpha, need_geom, need_color, (entry_geom, entry_color))
         v_xy = v_con = v_col = v_op = v_bg = None
         if need_geom:
             geom = np.empty((n, 6), np.float64)

@@ -74,19 +74,21 @@ def _zero_entry(entry_geom, entry_color, e, need_geom, need_color):
 
 @nb.njit(**_NB)
 def raster_bwd(tile_offsets, isect_gauss, projected, colors, background, width, height,
-               out_t, out_last, v_img, v_alpha, need_geom, need_color, entry_grads):
+               saved, v_img, v_alpha, need_geom, need_color, entry_grads):
     """Per-entry gradients of the blending.
 
     Args:
         tile_offsets, isect_gauss: from `_cpu_binning.bin_gaussians`.
         projected, colors, background: the forward's inputs (see `raster_fwd`).
-        out_t [H, W] float64, out_last [H, W] int32: saved by `raster_fwd`.
+        saved: (out_t [H, W] float64, out_last [H, W] int32, entry_count [M] int32) as
+            written by `raster_fwd`; entries that blended nowhere are skipped.
         v_img [H, W, C], v_alpha [H, W]: upstream gradients.
         need_geom: compute dL/d(means2d, conics, opacities). need_color: compute dL/dcolors.
         entry_grads: (entry_geom [M, 6] (d means2d x, y, d conic a, b, c, d opacity),
             entry_color [M, C]): outputs, written for every entry when requested.
     """
     means2d, conics, opacities, setup = projected
+    out_t, out_last, entry_count = saved
     entry_geom, entry_color = entry_grads
     n_ch = colors.shape[1]
     tiles_x = (width + TILE - 1) // TILE
@@ -127,6 +129,9 @@ def raster_bwd(tile_offsets, isect_gauss, projected, colors, background, width, 
             _zero_entry(entry_geom, entry_color, e, need_geom, need_color)
         for j in range(max_last - 1, -1, -1):
             e = start + j
+            if entry_count[e] == 0:
+                _zero_entry(entry_geom, entry_color, e, need_geom, need_color)
+                continue
             g = isect_gauss[e]
             mx, my = np.float64(means2d[g, 0]), np.float64(means2d[g, 1])
             ca, cb, cc = np.float64(conics[g, 0]), np.float64(conics[g, 1]), np.float64(conics[g, 2])
