@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from coseg.segment.losses import ce_loss, class_weights, js_loss, js_loss_bound, kl_regulariser
+from coseg.errors import InputError
+from coseg.segment.losses import CoSegLossConfig, ce_loss, class_weights, js_loss, js_loss_bound, kl_regulariser
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -128,3 +129,9 @@ def test_weighted_pixel_loss_is_the_weighted_mean_of_per_pixel_losses(loss_fn):
     expected = sum(a * b for a, b in zip(per_pixel, ws)) / sum(ws)
     assert fn(p, y, weights=w).item() == pytest.approx(expected, rel=1e-10)
     assert fn(p, y, weights=torch.ones(3)).item() == pytest.approx(fn(p, y).item(), rel=1e-12)
+
+
+@pytest.mark.parametrize("kw", [dict(class_balance=-1.0), dict(pi_label=1.0), dict(pixel_loss="mse")])
+def test_loss_config_rejects_bad_settings_with_a_clear_error(kw):
+    with pytest.raises(InputError, match=next(iter(kw)).replace("_loss", " loss")):
+        CoSegLossConfig(**kw)

@@ -59,6 +59,16 @@ class CoSegLossConfig:
     0 = unweighted as in Eq. 8, 1 = inverse class frequency). See `class_weights` and
     docs/method.md for the measurement behind 0.5."""
 
+    def __post_init__(self) -> None:
+        from coseg.errors import InputError
+
+        if self.pixel_loss not in ("js", "ce"):
+            raise InputError(f"pixel loss must be js or ce, got {self.pixel_loss!r}")
+        if not 0.0 < self.pi_label < 1.0:
+            raise InputError(f"pi_label must lie in (0, 1), got {self.pi_label}")
+        if not self.class_balance >= 0.0:
+            raise InputError(f"class_balance must be >= 0, got {self.class_balance}")
+
     def to_dict(self) -> dict:
         return asdict(self)
 
