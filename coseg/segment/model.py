@@ -90,11 +90,14 @@ class SegmentationModel:
         self._build_field()
 
     def _class_weights(self) -> torch.Tensor | None:
-        """Pixel-loss class weights from the training labels' class frequencies (None when off)."""
+        """CoSeg pixel-loss class weights from the training labels' class frequencies.
+
+        None when off, and for the per-Gaussian baseline (Gaussian Grouping's unweighted CE).
+        """
         from coseg.segment.losses import class_weights
 
         beta = self.config.loss.class_balance
-        if beta == 0:
+        if beta == 0 or self.config.field != "coseg":
             return None
         n = len(self.labels.class_ids)
         counts = np.zeros(n, np.int64)
