@@ -264,3 +264,173 @@ def test_glsl_120_fallback_draws_the_same_image(make_main_window):
             images.append(gloo.read_pixels((0, 0, W, H), alpha=False).astype(int))
     assert images[0].std() > 5
     assert np.abs(images[0] - images[1]).max() <= 1
+
+
+# ------------------------------------------------------------ the at-rest frame cache
+_ATTACHMENT_SIZES = (0x8212, 0x8213, 0x8214, 0x8215)  # GL_FRAMEBUFFER_ATTACHMENT_{RED,GREEN,BLUE,ALPHA}_SIZE
+
+
+def _rest_canvas(make_main_window, qtbot):
+    """A window on `_scene()` seen through `_camera()`, its sort done and its paint events off.
+
+    The tests below paint by calling the canvas's own at-rest path, so
+    nothing else (a paint event, a sort result, the refine timer) may paint
+    or change the buffers between their steps.
+    """
+    from coseg.sort import depth_order
+
+    win = make_main_window()
+    g = _scene()
+    _open(win, g)
+    qtbot.wait(600)  # the first frame, the sort result and the at-rest refinement
+    canvas = win.canvas
+    canvas.native.setUpdatesEnabled(False)
+    canvas.camera.snap_to(_camera())
+    canvas.set_current()
+    canvas.renderer.set_order(depth_order(g.means, canvas.camera.viewmat()))
+    return win, canvas
+
+
+def _paint(canvas) -> tuple[bool, np.ndarray]:
+    """One at-rest paint through `SplatCanvas.on_draw`: (cache hit?, [H, W, 4] window pixels).
+
+    The window is cleared to magenta first, so a paint that draws nothing
+    cannot pass for the previous picture.
+    """
+    from vispy import gloo
+
+    canvas.set_current()
+    w, h = canvas.physical_size
+    gloo.set_viewport(0, 0, w, h)
+    gloo.set_state(blend=False)
+    gloo.clear(color=(1.0, 0.0, 1.0, 1.0))
+    canvas._moved_since_draw = False
+    canvas.on_draw(None)
+    return canvas.last_frame_cached, gloo.read_pixels((0, 0, w, h), alpha=True)
+
+
+def _direct(canvas) -> np.ndarray:
+    """[H, W, 4] window pixels of a direct `SplatRenderer.draw` of the canvas's current frame."""
+    from vispy import gloo
+
+    canvas.set_current()
+    frame = canvas.frame_params()
+    canvas.renderer.draw(frame)
+    return gloo.read_pixels((0, 0, *frame.size), alpha=True)
+
+
+def test_cached_at_rest_frame_is_the_direct_frame_pixel_for_pixel(make_main_window, qtbot):
+    """The at-rest paint (full frame into an RGBA8 texture, blitted) shows exactly what a direct draw shows."""
+    from vispy import gloo
+
+    win, canvas = _rest_canvas(make_main_window, qtbot)
+    # The window's framebuffer (QOpenGLWidget's FBO) is 8 bits per channel like the cache texture.
+    gl = gloo.gl
+    gl.glBindFramebuffer(gl.GL_FRAMEBUFFER, canvas.native.defaultFramebufferObject())
+    bits = [gl.glGetFramebufferAttachmentParameter(gl.GL_FRAMEBUFFER, gl.GL_COLOR_ATTACHMENT0, p)
+            for p in _ATTACHMENT_SIZES]
+    assert bits == [8, 8, 8, 8]
+    win.doc.select([5, 11])
+    for mode, highlight in [("rgb", False), ("segmentation", False), ("overlay", False), ("depth", False),
+                            ("segmentation", True)]:
+        win.set_mode(mode)
+        canvas.highlight = highlight
+        direct = _direct(canvas)
+        assert direct[..., :3].std() > 5, mode
+        hit, cached = _paint(canvas)
+        assert not hit, mode
+        np.testing.assert_array_equal(cached, direct, err_msg=mode)
+        hit, again = _paint(canvas)
+        assert hit, mode
+        np.testing.assert_array_equal(again, direct, err_msg=mode)
+
+
+def test_every_change_to_the_picture_misses_the_at_rest_cache(make_main_window, qtbot):
+    """Nothing changed: the next paint only blits. Each change below: the next paint draws again and shows it."""
+    from PySide6.QtWidgets import QApplication
+
+    win, canvas = _rest_canvas(make_main_window, qtbot)
+    r = canvas.renderer
+    shown = {}
+
+    def check(name: str, changed: bool = True) -> np.ndarray:
+        before = shown.get("last")
+        hit, img = _paint(canvas)
+        assert not hit, f"{name}: the paint after the change was a cache hit"
+        np.testing.assert_array_equal(img, _direct(canvas), err_msg=name)
+        if changed:
+            assert before is None or before.shape != img.shape or (before != img).any(), f"{name}: same picture"
+        hit, again = _paint(canvas)
+        assert hit, f"{name}: the second paint with nothing changed drew again"
+        np.testing.assert_array_equal(again, img, err_msg=name)
+        shown["last"] = img
+        return img
+
+    first = check("first paint")
+    assert first[..., :3].std() > 5
+    # Nothing changed since: a hit, whatever else asked for the repaint.
+    canvas.update()
+    assert _paint(canvas)[0]
+
+    n = r.count
+    state = win.doc.state()
+    r.set_state(np.full(n, 2.0, np.float32))  # every Gaussian hidden
+    hidden = check("set_state: all hidden")
+    assert (hidden[..., :3] == 0).all()  # the black background only
+    r.set_state(state)
+    np.testing.assert_array_equal(check("set_state: shown again"), first)
+
+    order = r._order.copy()
+    r.set_order(order[::-1].copy())  # front to back: the overlaps blend the other way round
+    check("set_order: reversed")
+    r.set_order(order)
+    np.testing.assert_array_equal(check("set_order: back"), first)
+
+    g = win.doc.gaussians.subset(np.arange(n))
+    g.sh_dc[1:3] = (np.array([0.1, 0.9, 0.1]) - 0.5) / 0.28209479177387814
+    r.update_rows(g, np.array([1, 2]))  # a recolour: no geometry
+    check("update_rows: recolour")
+    g.means[3] += np.array([0.15, 0.0, 0.0], np.float32)
+    assert r.update_rows(g, np.array([3])) == 1  # a move: geometry uploaded
+    check("update_rows: move")
+
+    win.set_mode("segmentation")
+    check("mode: segmentation")
+    r.set_alt_colors(np.roll(win.doc.segment_colors(), 1, axis=0))
+    check("set_alt_colors")
+    win.doc.select([5])  # the app's path: selection_changed -> set_state
+    canvas.highlight = True
+    check("selection and highlight")
+    canvas.highlight = False
+    check("highlight off")
+
+    win.set_mode("depth")
+    check("mode: depth")
+    near, far = r.depth_range
+    canvas.set_depth_range(near, 0.5 * (near + far))
+    check("depth range (depth mode)")
+    win.set_mode("rgb")
+    check("mode: rgb")
+
+    canvas.camera.orbit(0.2, 0.0)
+    check("camera: orbit")
+    canvas.camera.zoom(0.8)
+    check("camera: zoom")
+
+    win.editor.recolor([1.0, 0.0, 0.0])  # the app's edit path: rows_changed -> update_rows, set_state
+    check("editor: recolour the selection")
+
+    size = tuple(canvas.physical_size)
+    canvas.native.resize(canvas.native.width() + 40, canvas.native.height() - 20)
+    QApplication.processEvents()
+    assert tuple(canvas.physical_size) != size
+    check("window resize")
+
+    other = _scene()
+    other.means[:, 1] += 0.2
+    canvas.set_current()
+    r.set_gaussians(other, np.ones((len(other), 3), np.float32))  # on its own: no set_state after it
+    check("set_gaussians alone")
+    _open(win, _scene().subset(np.array([0, 2, 4])))  # the app's path: set_model -> set_gaussians, set_state
+    canvas.set_current()
+    check("the app opens another model")

@@ -15,8 +15,18 @@ the resolution and only the renderer's `lod_count` most important Gaussians,
 both adapted after every moving frame to keep it near `target_fps` (software
 GL is bound by fragments and by about 1 us per vertex), and a full frame
 follows once the camera has rested for 200 ms. The first frame after an edit
-is drawn the same quick way, so the change shows at once. At rest nothing is
-redrawn until something changes.
+is drawn the same quick way, so the change shows at once.
+
+At rest the splats are not redrawn until something changes: frames that are
+not moving go through `SplatRenderer.draw_cached`, which renders the full
+frame into a texture only when its key (view, intrinsics, size, mode,
+highlight, background, depth range, the renderer's `version`) changed and
+otherwise only blits it, so a repaint the view did not ask for (window
+expose, a dock resized, the FPS label) costs one textured quad instead of a
+full splat pass. Every path that changes the picture goes through the key:
+the camera and the window size through the frame, `mode` and `highlight`
+directly, the buffers (model, edits, selection and visibility, colours,
+sort order) through the renderer's methods, which bump `version`.
 """
 
 from __future__ import annotations
@@ -74,6 +84,8 @@ class SplatCanvas(vispy_app.Canvas):
         self._dragged = False
         self._edit_dragging = False
         self._moved_since_draw = False
+        self.last_frame_cached = False
+        """Whether the last paint was an at-rest cache hit (only the cached frame blitted)."""
         self._frames: deque[float] = deque(maxlen=120)
         self.fly_mode = False
         self._held: set[str] = set()
@@ -153,8 +165,9 @@ class SplatCanvas(vispy_app.Canvas):
             gloo.gl.glFinish()
             self.adapt_scale(time.perf_counter() - now)
             self._refine.start()
+            self.last_frame_cached = False
         else:
-            self.renderer.draw(frame)
+            self.last_frame_cached = self.renderer.draw_cached(frame, frame.size)
         self._frames.append(now)
         recent = [t for t in self._frames if now - t < 1.0]
         if len(recent) > 1:

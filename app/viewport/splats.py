@@ -28,6 +28,19 @@ restricted to the `lod_count` most important Gaussians (opacity x the area
 of the two largest axes): frames drawn while the camera moves may use it,
 since llvmpipe's vertex stage and point setup cost about 0.6 us of CPU per
 Gaussian whatever its size (`coseg-studio --benchmark` prints the split).
+
+At rest the viewport repaints through `draw_cached`: the full frame is
+rendered once into an RGBA8 texture of the frame's size and every later
+repaint with the same key only blits that texture (one textured quad, no
+splat). The key is everything a full frame depends on: view matrix,
+intrinsics, size, mode, highlight, background, `depth_range`,
+`max_radius` and `version`, a counter every buffer-changing method
+(`set_gaussians`, `update_rows`, `set_alt_colors`, `set_state`,
+`set_order`) increments. Code that changes the buffers some other way
+must call `invalidate_cache`. The blitted image is the direct `draw`'s
+exactly: the texture and the window are both 8 bits per channel, blending
+quantises the same way into either, and the blit samples texel centres
+with nearest filtering (a test compares them pixel for pixel).
 """
 
 from __future__ import annotations
@@ -148,6 +161,11 @@ class SplatRenderer:
         self._order = np.zeros(0, np.uint32)
         self._lod_index: gloo.IndexBuffer | None = None
         self._lod_built = -1
+        self.version = 0
+        """Incremented by every method that changes what a frame shows (part of the frame cache's key)."""
+        self._cache_fbo: gloo.FrameBuffer | None = None
+        self._cache_tex: gloo.Texture2D | None = None
+        self._cache_key: tuple | None = None
 
     # ------------------------------------------------------------ buffers
     def set_gaussians(self, gaussians: Gaussians, alt_colors: np.ndarray) -> None:
@@ -158,6 +176,7 @@ class SplatRenderer:
             alt_colors: [N, 3] float32 segment (or feature) colours in [0, 1].
         """
         n = len(gaussians)
+        self.version += 1
         self.count = n
         self._rgb = gaussians.colors
         self._opacity = gaussians.opacities
@@ -196,6 +215,7 @@ class SplatRenderer:
         Returns:
             Number of rows whose geometry was uploaded.
         """
+        self.version += 1
         self._composed = None
         if not len(rows):
             return 0
@@ -226,11 +246,13 @@ class SplatRenderer:
         """[N, 3] segment or feature colours for the non-RGB modes."""
         self._alt = _f32(colors)
         self._composed = None
+        self.version += 1
 
     def set_state(self, state: np.ndarray) -> None:
         """[N] float32 per-Gaussian state: 0 normal, 1 selected, 2 hidden."""
         self._state = _f32(state)
         self._composed = None
+        self.version += 1
 
     def set_order(self, order: np.ndarray) -> None:
         """[N] uint32 draw order (first drawn first, i.e. back to front)."""
@@ -238,6 +260,7 @@ class SplatRenderer:
             self._order = np.asarray(order, np.uint32)
             self.index.set_data(self._order)
             self._lod_built = -1
+            self.version += 1
 
     # ------------------------------------------------------------ drawing
     def _lod(self) -> gloo.IndexBuffer:
@@ -302,6 +325,44 @@ class SplatRenderer:
         self._blit["u_texture"] = tex
         self._blit.draw("triangle_strip")
 
+    def frame_key(self, frame: FrameParams) -> tuple:
+        """Everything a full `draw(frame)` shows depends on, `version` included (the frame cache's key)."""
+        return (np.asarray(frame.viewmat, np.float64).tobytes(), tuple(map(float, frame.focal)),
+                tuple(map(int, frame.size)), frame.mode, bool(frame.highlight),
+                tuple(map(float, frame.background)), tuple(map(float, self.depth_range)),
+                float(self.max_radius), self.version)
+
+    def draw_cached(self, frame: FrameParams, window_size: tuple[int, int]) -> bool:
+        """Show the full frame `draw(frame)` would draw, drawing the splats only when it changed.
+
+        The frame is rendered into an RGBA8 texture of `frame.size` (nearest
+        filtering; separate from the reduced-resolution target of
+        `draw_scaled`) when `frame_key` differs from the cached one, then
+        the texture is blitted over the `window_size` viewport of the bound
+        framebuffer with blending off. With `window_size == frame.size` the
+        pixels equal those of a direct `draw(frame)`.
+
+        Returns:
+            True on a cache hit (only the blit was drawn).
+        """
+        key = self.frame_key(frame)
+        hit = key == self._cache_key
+        if not hit:
+            fbo, _tex = self._cache_target(frame.size)
+            self._cache_key = None  # a draw that raises leaves no stale key
+            with fbo:
+                self.draw(frame)
+            self._cache_key = key
+        gloo.set_viewport(0, 0, *window_size)
+        gloo.set_state(blend=False, depth_test=False, cull_face=False)
+        self._blit["u_texture"] = self._cache_tex
+        self._blit.draw("triangle_strip")
+        return hit
+
+    def invalidate_cache(self) -> None:
+        """Make the next `draw_cached` draw the frame again (after a change its key does not see)."""
+        self._cache_key = None
+
     def render_offscreen(self, frame: FrameParams) -> np.ndarray:
         """[H, W, 3] uint8 image of one frame, rendered into an offscreen buffer."""
         w, h = frame.size
@@ -317,3 +378,11 @@ class SplatRenderer:
             self._fbo_tex = gloo.Texture2D((size[1], size[0], 4), interpolation="linear")
             self._fbo = gloo.FrameBuffer(color=self._fbo_tex)
         return self._fbo, self._fbo_tex
+
+    def _cache_target(self, size: tuple[int, int]) -> tuple[gloo.FrameBuffer, gloo.Texture2D]:
+        """The at-rest frame cache: a framebuffer around an RGBA8 texture of `size`, nearest filtering."""
+        if self._cache_fbo is None or self._cache_tex.shape[:2] != (size[1], size[0]):
+            self._cache_tex = gloo.Texture2D((size[1], size[0], 4), interpolation="nearest",
+                                             internalformat="rgba8")
+            self._cache_fbo = gloo.FrameBuffer(color=self._cache_tex)
+        return self._cache_fbo, self._cache_tex
