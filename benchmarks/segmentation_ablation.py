@@ -10,6 +10,10 @@ accuracy, learnable parameters (MB), rendering FPS of RGB + segmentation and
 wall time. The raw labels' own mIoU on the same views is printed first.
 
 Rows (paper Table 3 plus the Table 1 per-Gaussian baseline):
+    gt-vote        ORACLE, not a method: the test scene's ground truth of the TRAINING views
+                   voted onto the Gaussians; the ceiling the built geometry allows any
+                   field whose labels are right (needs gt/ maps of the training views)
+    label-vote     training-free reference: the raw labels unprojected onto the Gaussians
     per-gaussian   Gaussian Grouping style identities, CE + 3D regulariser
     no-dino        spatial features only, CoSeg loss
     no-spatial     unprojected 2D features only, CoSeg loss
@@ -17,6 +21,9 @@ Rows (paper Table 3 plus the Table 1 per-Gaussian baseline):
     ce             full model with cross-entropy instead of the CoSeg loss
     unweighted     full model, CoSeg loss without class balancing (the paper's plain mean)
     full           full model, CoSeg loss (class-balanced, the default)
+
+`--lr-schedule cosine` trains every row with the cosine learning-rate decay
+(in RUN/ablations/<row>-cosine/); each row also records its per-class IoU.
 """
 
 from __future__ import annotations
@@ -30,6 +37,8 @@ import time
 from pathlib import Path
 
 ROWS = {
+    "gt-vote": dict(field="gt-vote"),
+    "label-vote": dict(field="label-vote"),
     "per-gaussian": dict(field="per-gaussian"),
     "no-dino": dict(use_dino=False),
     "no-spatial": dict(use_spatial=False),
@@ -55,7 +64,47 @@ def make_row_run(run: Path, name: str) -> Path:
     return row
 
 
-def run_row(run: Path, name: str, iterations: int) -> dict:
+class _GroundTruthAsLabels:
+    """A scene whose label maps are its ground-truth maps (for the oracle row only)."""
+
+    def __init__(self, scene) -> None:
+        self._scene = scene
+
+    def load_labels(self, cam):
+        return self._scene.load_gt(cam)
+
+    def __getattr__(self, name):
+        return getattr(self._scene, name)
+
+
+def oracle_row(run: Path, name: str) -> dict:
+    """The gt-vote row: ground truth of the training views voted onto the Gaussians, evaluated on test."""
+    from coseg.cli.eval import load_run_scene
+    from coseg.io.ply import read_gaussians_ply
+    from coseg.run import RunDir
+    from coseg.segment.evaluate import evaluate_segmentation
+    from coseg.segment.infer import write_segment_outputs
+    from coseg.segment.config import SegmentConfig
+    from coseg.segment.vote import vote_labels
+
+    row = make_row_run(run, name)
+    rundir = RunDir.open(row)
+    scene = load_run_scene(rundir, None)
+    if not all(c.gt_path is not None for c in scene.train_cameras):
+        raise SystemExit(f"{scene.root}: gt-vote needs ground-truth maps of every training view")
+    t0 = time.perf_counter()
+    gaussians = read_gaussians_ply(rundir.gaussians_path)
+    result = vote_labels(_GroundTruthAsLabels(scene), scene.train_cameras, gaussians, SegmentConfig.attendance_tau)
+    write_segment_outputs(rundir, scene, gaussians, result["kept"], result["labels"].class_ids, result["votes"],
+                          {}, "gt-vote")
+    seconds = time.perf_counter() - t0
+    ev = evaluate_segmentation(row, scene)
+    return {"row": name, "miou": ev["miou"], "accuracy": ev["accuracy"],
+            "raw_label_miou": ev.get("raw_label_miou"), "params_mb": 0.0, "fps": ev["fps_rgb_seg"],
+            "seconds": seconds, "extractor": None, "class_iou": ev["class_iou"], "lr_schedule": None}
+
+
+def run_row(run: Path, name: str, iterations: int, lr_schedule: str = "constant", suffix: str = "") -> dict:
     from coseg.cli.eval import load_run_scene
     from coseg.run import RunDir
     from coseg.segment.config import SegmentConfig
@@ -64,10 +113,12 @@ def run_row(run: Path, name: str, iterations: int) -> dict:
     from coseg.segment.stage import segment
 
     opts = dict(ROWS[name])
+    if opts.get("field") == "gt-vote":
+        return oracle_row(run, name + suffix)
     loss = CoSegLossConfig(pixel_loss=opts.pop("loss", "js"),
                            class_balance=opts.pop("class_balance", CoSegLossConfig.class_balance))
-    config = SegmentConfig(iterations=iterations, loss=loss, **opts)
-    row = make_row_run(run, name)
+    config = SegmentConfig(iterations=iterations, loss=loss, lr_schedule=lr_schedule, **opts)
+    row = make_row_run(run, name + suffix)
     t0 = time.perf_counter()
     last = {}
     for rec in segment(row, config):
@@ -77,7 +128,8 @@ def run_row(run: Path, name: str, iterations: int) -> dict:
     ev = evaluate_segmentation(row, scene)
     return {"row": name, "miou": ev["miou"], "accuracy": ev["accuracy"],
             "raw_label_miou": ev.get("raw_label_miou"), "params_mb": last.get("learnable_params_mb"),
-            "fps": ev["fps_rgb_seg"], "seconds": train_s, "extractor": last.get("feature_extractor")}
+            "fps": ev["fps_rgb_seg"], "seconds": train_s, "extractor": last.get("feature_extractor"),
+            "class_iou": ev["class_iou"], "lr_schedule": lr_schedule}
 
 
 def main(argv=None) -> int:
@@ -85,6 +137,8 @@ def main(argv=None) -> int:
     p.add_argument("run", type=Path)
     p.add_argument("--iterations", type=int, default=6000)
     p.add_argument("--rows", default=",".join(ROWS))
+    p.add_argument("--lr-schedule", choices=["constant", "cosine"], default="constant",
+                   help="learning-rate schedule of every row (row folders get a -cosine suffix)")
     p.add_argument("--json", type=Path, help="also write the results here")
     args = p.parse_args(argv)
     rows = [r for r in args.rows.split(",") if r]
@@ -94,7 +148,8 @@ def main(argv=None) -> int:
     results = []
     print(f"{'row':<14} {'mIoU':>7} {'acc':>7} {'params MB':>10} {'FPS':>6} {'time s':>8}")
     for name in rows:
-        r = run_row(args.run, name, args.iterations)
+        suffix = "" if args.lr_schedule == "constant" else f"-{args.lr_schedule}"
+        r = run_row(args.run, name, args.iterations, args.lr_schedule, suffix)
         results.append(r)
         if len(results) == 1 and r["raw_label_miou"] is not None:
             print(f"{'raw labels':<14} {100 * r['raw_label_miou']:7.2f}")

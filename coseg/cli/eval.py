@@ -62,4 +62,6 @@ def _fmt(value: Any) -> str:
         return "-"
     if isinstance(value, float):
         return f"{value:.4f}" if abs(value) < 10 else f"{value:.2f}"
+    if isinstance(value, dict):  # per-class figures: "id:value" pairs
+        return " ".join(f"{k}:{_fmt(v)}" for k, v in value.items())
     return str(value)

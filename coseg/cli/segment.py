@@ -16,9 +16,13 @@ log = logging.getLogger(__name__)
 
 def _segment_args(p) -> None:
     g = p.add_argument_group("segmentation")
-    g.add_argument("--field", choices=["coseg", "per-gaussian"], default="coseg",
-                   help="segmentation field: the paper's decoder or the Gaussian Grouping baseline")
+    g.add_argument("--field", choices=["coseg", "per-gaussian", "label-vote"], default="coseg",
+                   help="segmentation field: the paper's decoder, the Gaussian Grouping baseline, or the "
+                        "training-free vote of the raw labels onto the Gaussians (a reference)")
     g.add_argument("--seg-iterations", type=int, default=6000, help="segmentation iterations (paper: 6000)")
+    g.add_argument("--lr-schedule", choices=["constant", "cosine"], default=None,
+                   help="learning rate over the iterations (default constant, the paper's Adam 1e-3; "
+                        "cosine decays every rate to 1%% of its start)")
     g.add_argument("--extractor", choices=["auto", "dino", "appearance"], default="auto",
                    help="2D features (auto: DINO if its weights are present, else appearance)")
     g.add_argument("--dino-weights", type=Path, help="DINO checkpoint path (default: the torch hub cache)")
@@ -73,6 +77,8 @@ def config_from_args(args):
         values["dino_weights"] = str(args.dino_weights)
     if args.attendance_tau is not None:
         values["attendance_tau"] = args.attendance_tau
+    if args.lr_schedule is not None:
+        values["lr_schedule"] = args.lr_schedule
     return SegmentConfig(**values)
 
 

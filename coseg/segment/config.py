@@ -18,11 +18,17 @@ class SegmentConfig:
     """Segmentation-stage settings."""
 
     field: str = "coseg"
-    """"coseg" (feature unprojection + fusion decoder) or "per-gaussian" (Gaussian Grouping baseline)."""
+    """"coseg" (feature unprojection + fusion decoder), "per-gaussian" (Gaussian Grouping baseline) or
+    "label-vote" (training-free reference: the raw labels unprojected onto the Gaussians, `coseg.segment.vote`)."""
     iterations: int = 6000
     """Training iterations, one training view per iteration (paper: 6K)."""
     lr: float = 1e-3
     """Adam learning rate of the decoder (paper)."""
+    lr_schedule: str = "constant"
+    """"constant" (the paper's plain Adam) or "cosine": every learning rate decays over the
+    iterations as a cosine from its start value to `lr_final_ratio` of it (not in the paper)."""
+    lr_final_ratio: float = 0.01
+    """Final / initial learning rate of the cosine schedule."""
     extractor: str = "auto"
     """2D feature extractor: "auto" (DINO if its weights are present, else appearance), "dino", "appearance"."""
     dino_weights: str | None = None

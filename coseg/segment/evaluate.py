@@ -77,7 +77,8 @@ class SegmentedRun:
 
 def evaluate_segmentation(run_dir: Path, scene, split: str = "test", max_feature_pixels: int = 20000) -> dict:
     """mIoU, accuracy, FPS and feature-cluster indices of a segmented run on `split`."""
-    from coseg.metrics import ConfusionMatrix, calinski_harabasz, davies_bouldin, miou, pixel_accuracy
+    from coseg.metrics import (ConfusionMatrix, calinski_harabasz, davies_bouldin, miou, per_class_iou,
+                                pixel_accuracy)
 
     run = SegmentedRun(run_dir)
     cams = scene.split(split)
@@ -115,10 +116,12 @@ def evaluate_segmentation(run_dir: Path, scene, split: str = "test", max_feature
         "split": split, "views": len(cams),
         "miou": miou(pred_cm), "accuracy": pixel_accuracy(pred_cm),
         "fps_rgb_seg": len(cams) / max(render_s, 1e-9),
+        "class_iou": {str(c): round(v, 5) for c, v in per_class_iou(pred_cm).items()},
     }
     if has_raw:
         out["raw_label_miou"] = miou(raw_cm)
         out["raw_label_accuracy"] = pixel_accuracy(raw_cm)
+        out["raw_label_class_iou"] = {str(c): round(v, 5) for c, v in per_class_iou(raw_cm).items()}
     if f_samples:
         F, L = np.concatenate(f_samples), np.concatenate(l_samples)
         if len(np.unique(L)) > 1:

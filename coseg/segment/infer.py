@@ -55,24 +55,33 @@ def gaussian_logits(model) -> np.ndarray:
 
 
 def write_segmentation(model) -> dict:
-    """Write segmentation.npz and segmented.ply; returns the metrics summary."""
+    """Write segmentation.npz and segmented.ply of a trained model; returns the metrics summary."""
+    return write_segment_outputs(model.run, model.scene, model.gaussians, model.kept, model.labels.class_ids,
+                                 gaussian_logits(model), model.info, model.config.field)
+
+
+def write_segment_outputs(run, scene, gaussians, kept: np.ndarray, class_ids: np.ndarray, logits: np.ndarray,
+                          info: dict, field: str) -> dict:
+    """Write segmentation.npz (logits [N_kept, C], kept, class ids) and segmented.ply.
+
+    Returns:
+        the stage's summary: `info` plus the field and the Gaussians per segment.
+    """
     from coseg.io.atomic import atomic_open
     from coseg.io.ply import write_gaussians_ply
 
-    logits = gaussian_logits(model)
-    class_ids = model.labels.class_ids
     segments = class_ids[np.argmax(logits, axis=1)].astype(np.int32)
-    with atomic_open(model.run.path / "segmentation.npz", "wb") as f:
+    with atomic_open(run.path / "segmentation.npz", "wb") as f:
         buf = io.BytesIO()
-        np.savez(buf, logits=logits, kept=model.kept.astype(np.int64), class_ids=class_ids)
+        np.savez(buf, logits=logits, kept=kept.astype(np.int64), class_ids=class_ids)
         f.write(buf.getvalue())
-    segmented = model.gaussians.subset(model.kept)
+    segmented = gaussians.subset(kept)
     segmented.segments = segments
-    write_gaussians_ply(segmented, model.run.path / "segmented.ply")
+    write_gaussians_ply(segmented, run.path / "segmented.ply")
     ids, counts = np.unique(segments, return_counts=True)
-    names = model.scene.classes
-    summary = dict(model.info)
-    summary["field"] = model.config.field
+    names = scene.classes
+    summary = dict(info)
+    summary["field"] = field
     summary["segments"] = {int(i): {"class": names.get(int(i), str(int(i))), "gaussians": int(k)}
                            for i, k in zip(ids, counts)}
     return summary

@@ -150,6 +150,9 @@ class SegmentationModel:
             self.optim = torch.optim.Adam(self.field.param_groups())
         else:
             raise ValueError(f"unknown segmentation field {c.field!r} (coseg or per-gaussian)")
+        if c.lr_schedule not in ("constant", "cosine"):
+            raise InputError(f"unknown learning-rate schedule {c.lr_schedule!r} (constant or cosine)")
+        self.base_lrs = [g["lr"] for g in self.optim.param_groups]
         self.info["learnable_params_mb"] = round(learnable_params_mb(self.field), 4)
         self.info["classes"] = [int(v) for v in self.labels.class_ids]
         self.info["labelled_views"] = len(self.labels.labelled)
@@ -184,9 +187,20 @@ class SegmentationModel:
                                   p["opacities"][idx], colors, viewmat, K, cam.width, cam.height)
         return img
 
+    def lr_factor(self, it: int) -> float:
+        """Learning-rate multiplier at iteration `it` (1-based) of the configured schedule."""
+        c = self.config
+        if c.lr_schedule == "constant":
+            return 1.0
+        t = min(1.0, (it - 1) / max(1, c.iterations - 1))
+        return c.lr_final_ratio + (1.0 - c.lr_final_ratio) * 0.5 * (1.0 + float(np.cos(np.pi * t)))
+
     def train_step(self, it: int) -> dict:
         from coseg.segment.losses import ce_loss, coseg_loss, kl_regulariser
 
+        factor = self.lr_factor(it)
+        for group, base in zip(self.optim.param_groups, self.base_lrs):
+            group["lr"] = base * factor
         vi = self._next_view()
         labels = self.label_maps[vi.cam_index].reshape(-1)
         self.optim.zero_grad(set_to_none=True)

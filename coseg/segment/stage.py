@@ -71,6 +71,11 @@ def segment(run_dir: str | Path, config: SegmentConfig | None = None, stop_event
         raise InputError(f"{scene.root}: training images have mixed sizes ({', '.join(f'{w}x{h}' for w, h in sizes)}); "
                          "the segmentation stage needs one size (use the reader's downscale or resize them)")
     run.update_config("segmentation", config.to_dict())
+    if config.field == "label-vote":
+        from coseg.segment.vote import vote_stage
+
+        yield from vote_stage(run, scene, gaussians, config)
+        return
     t_start = time.perf_counter()
     model = SegmentationModel(run, scene, gaussians, config)
     for rec in model.prepare():

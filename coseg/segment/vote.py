@@ -1,0 +1,112 @@
+"""Training-free reference field (`--field label-vote`): the raw labels voted onto the Gaussians.
+
+Not part of CoSegGaussians: a baseline that tells how much of a learned
+field's score the multi-view averaging of the labels alone already gives.
+Every training label map is lifted onto the built Gaussians with the same
+unprojection pass as the 2D features (paper Algorithm 1, one one-hot channel
+per class): a Gaussian's score for class k is the alpha x transmittance
+weighted fraction of its blended training pixels labelled k. Those fractions
+are stored as its logits, so rendering them and taking the arg-max per pixel
+(what `coseg eval` and the studio do with every field) gives the
+weighted-majority label of the Gaussians under each pixel. The closed-form
+label assignment of FlashSplat (Shen et al., ECCV 2024) is this vote with a
+hard per-Gaussian arg-max.
+
+Attendance-rate pruning uses the same rule as the learned fields, over the
+labelled training views. Gaussians blended only into void (unlabelled) pixels
+take the votes of their nearest voted neighbour. Nothing is learned: the
+stage writes the usual `segmentation.npz`, `segmented.ply` and summary,
+with 0 learnable parameters.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from coseg.errors import InputError
+
+log = logging.getLogger(__name__)
+
+
+def vote_labels(scene, cams, gaussians, tau: float) -> dict:
+    """Unproject the one-hot training labels onto the Gaussians.
+
+    Args:
+        scene: the run's scene (labels are read from it).
+        cams: training cameras (views without a label map are skipped).
+        gaussians: the built Gaussians.
+        tau: attendance-rate threshold (see `coseg.render.attendance_mask`).
+
+    Returns:
+        dict with ``votes`` [N_kept, C] float32 class fractions, ``kept`` [N_kept]
+        int64 indices, ``labels`` (`LabelSet`), ``unproject_s``.
+
+    Raises:
+        InputError: no labels, one class only, or pruning removed every Gaussian.
+    """
+    from coseg.render import attendance_mask, camera_tensors, gaussian_tensors, unproject_features
+    from coseg.segment.prepare import collect_labels
+
+    labels = collect_labels(scene, cams)
+    views = [cams[i] for i in labels.labelled]
+    n_classes = len(labels.class_ids)
+
+    def one_hot_maps() -> Iterator[np.ndarray]:
+        for cam in views:
+            index = labels.to_index(scene.load_labels(cam))
+            out = np.zeros(index.shape + (n_classes,), np.float32)
+            rows, cols = np.nonzero(index >= 0)
+            out[rows, cols, index[rows, cols]] = 1.0
+            yield out
+
+    params = gaussian_tensors(gaussians)
+    viewmats, Ks = zip(*(camera_tensors(c) for c in views))
+    t0 = time.perf_counter()
+    votes, counts = unproject_features(params["means"], params["quats"], params["scales"], params["opacities"],
+                                       torch.stack(viewmats), torch.stack(Ks), views[0].width, views[0].height,
+                                       one_hot_maps())
+    unproject_s = time.perf_counter() - t0
+    kept = np.flatnonzero(attendance_mask(counts, tau, len(views), views[0].width, views[0].height))
+    if len(kept) == 0:
+        raise InputError(f"attendance-rate pruning (tau={tau:g}) removed every Gaussian; lower --attendance-tau")
+    votes = np.asarray(votes[kept], np.float32)
+    voted = votes.sum(1) > 0
+    if not voted.any():
+        raise InputError("no kept Gaussian is blended into a labelled pixel of any training view")
+    if (~voted).any():
+        from scipy.spatial import cKDTree
+
+        xyz = gaussians.means[kept]
+        _, nearest = cKDTree(xyz[voted]).query(xyz[~voted], k=1)
+        votes[~voted] = votes[voted][nearest]
+        log.info("%d kept Gaussians blended only into void pixels took their nearest neighbour's votes",
+                 int((~voted).sum()))
+    return {"votes": votes, "kept": kept.astype(np.int64), "labels": labels, "unproject_s": unproject_s}
+
+
+def vote_stage(run, scene, gaussians, config) -> Iterator[dict]:
+    """The segmentation stage of `--field label-vote`: vote, write outputs, yield records like `segment`."""
+    from coseg.building.trainer import peak_rss_mb
+    from coseg.segment.infer import write_segment_outputs
+
+    t0 = time.perf_counter()
+    yield {"stage": "vote", "views": len(scene.train_cameras)}
+    result = vote_labels(scene, scene.train_cameras, gaussians, config.attendance_tau)
+    labels = result["labels"]
+    info = {"feature_extractor": "none (label vote)", "learnable_params_mb": 0.0,
+            "gaussians": len(gaussians), "kept": int(len(result["kept"])),
+            "pruned": int(len(gaussians) - len(result["kept"])), "classes": [int(v) for v in labels.class_ids],
+            "labelled_views": len(labels.labelled), "views_without_labels": labels.missing,
+            "unproject_s": round(result["unproject_s"], 2)}
+    yield {"stage": "infer"}
+    summary = write_segment_outputs(run, scene, gaussians, result["kept"], labels.class_ids, result["votes"],
+                                    info, "label-vote")
+    summary.update(prepare_s=round(time.perf_counter() - t0, 2), train_s=0.0,
+                   segmentation_total_s=round(time.perf_counter() - t0, 2), peak_rss_mb=round(peak_rss_mb(), 1))
+    run.update_metrics("segmentation", summary)
+    yield {"stage": "done", **summary}
