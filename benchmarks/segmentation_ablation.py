@@ -2,6 +2,7 @@
 
 Usage:
     python benchmarks/segmentation_ablation.py RUN [--iterations N] [--rows full,no-dino,...]
+        [--lr-schedule cosine] [--seed N] [--json OUT]
 
 Each row trains the segmentation stage from scratch in its own run folder
 RUN/ablations/<row>/ (sharing RUN's gaussians.ply and its unprojected-feature
@@ -104,7 +105,8 @@ def oracle_row(run: Path, name: str) -> dict:
             "seconds": seconds, "extractor": None, "class_iou": ev["class_iou"], "lr_schedule": None}
 
 
-def run_row(run: Path, name: str, iterations: int, lr_schedule: str = "constant", suffix: str = "") -> dict:
+def run_row(run: Path, name: str, iterations: int, lr_schedule: str = "constant", suffix: str = "",
+            seed: int = 0) -> dict:
     from coseg.cli.eval import load_run_scene
     from coseg.run import RunDir
     from coseg.segment.config import SegmentConfig
@@ -117,7 +119,7 @@ def run_row(run: Path, name: str, iterations: int, lr_schedule: str = "constant"
         return oracle_row(run, name + suffix)
     loss = CoSegLossConfig(pixel_loss=opts.pop("loss", "js"),
                            class_balance=opts.pop("class_balance", CoSegLossConfig.class_balance))
-    config = SegmentConfig(iterations=iterations, loss=loss, lr_schedule=lr_schedule, **opts)
+    config = SegmentConfig(iterations=iterations, loss=loss, lr_schedule=lr_schedule, seed=seed, **opts)
     row = make_row_run(run, name + suffix)
     t0 = time.perf_counter()
     last = {}
@@ -129,7 +131,7 @@ def run_row(run: Path, name: str, iterations: int, lr_schedule: str = "constant"
     return {"row": name, "miou": ev["miou"], "accuracy": ev["accuracy"],
             "raw_label_miou": ev.get("raw_label_miou"), "params_mb": last.get("learnable_params_mb"),
             "fps": ev["fps_rgb_seg"], "seconds": train_s, "extractor": last.get("feature_extractor"),
-            "class_iou": ev["class_iou"], "lr_schedule": lr_schedule}
+            "class_iou": ev["class_iou"], "lr_schedule": lr_schedule, "seed": seed}
 
 
 def main(argv=None) -> int:
@@ -139,6 +141,9 @@ def main(argv=None) -> int:
     p.add_argument("--rows", default=",".join(ROWS))
     p.add_argument("--lr-schedule", choices=["constant", "cosine"], default="constant",
                    help="learning-rate schedule of every row (row folders get a -cosine suffix)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="segmentation seed of every row (view order, sampling, initialisation); "
+                        "row folders get a -seedN suffix when it is not 0")
     p.add_argument("--json", type=Path, help="also write the results here")
     args = p.parse_args(argv)
     rows = [r for r in args.rows.split(",") if r]
@@ -149,7 +154,8 @@ def main(argv=None) -> int:
     print(f"{'row':<14} {'mIoU':>7} {'acc':>7} {'params MB':>10} {'FPS':>6} {'time s':>8}")
     for name in rows:
         suffix = "" if args.lr_schedule == "constant" else f"-{args.lr_schedule}"
-        r = run_row(args.run, name, args.iterations, args.lr_schedule, suffix)
+        suffix += f"-seed{args.seed}" if args.seed else ""
+        r = run_row(args.run, name, args.iterations, args.lr_schedule, suffix, args.seed)
         results.append(r)
         if len(results) == 1 and r["raw_label_miou"] is not None:
             print(f"{'raw labels':<14} {100 * r['raw_label_miou']:7.2f}")
