@@ -140,8 +140,12 @@ class ProjectFiles(QObject):
         return path
 
     def autosave(self) -> Path | None:
-        """Write the edit history to the source's autosave file (every edit step)."""
-        if not self.win.doc.is_open or self.source is None:
+        """Write the edit history to the source's autosave file (every edit step).
+
+        Not in headless runs (`--benchmark` edits the model to time it; those
+        edits are nobody's work and must not be offered for restoring later).
+        """
+        if not self.win.doc.is_open or self.source is None or self.win.headless:
             return None
         path = autosave_path(self.source)
         try:

@@ -103,6 +103,18 @@ def test_autosave_after_every_edit_and_restore_on_reopen(make_main_window, sourc
 
 
 @pytest.mark.gui
+def test_headless_runs_write_no_autosave(make_main_window, source):
+    # `coseg-studio --benchmark` edits the model to time edits: nothing to offer for restoring later
+    win = make_main_window()
+    win.headless = True
+    assert win.open_path(source)
+    win.doc.select([1])
+    win.editor.delete()
+    assert win.doc.segment_ids() == [0, 2]
+    assert not autosave_path(source).exists()
+
+
+@pytest.mark.gui
 def test_export_formats_and_selected_segments_only(make_main_window, source, tmp_path, monkeypatch):
     from PySide6.QtWidgets import QFileDialog
 
