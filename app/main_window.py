@@ -190,6 +190,9 @@ class MainWindow(QMainWindow):
 
     def set_mode(self, mode: str) -> None:
         self.canvas.mode = mode
+        act = self.actions.mode_actions.get(mode)
+        if act is not None and not act.isChecked():
+            act.setChecked(True)  # a mode set from code (--mode, tests) shows in the toolbar too
         if self.doc.is_open:
             self.canvas.set_current()
             self.canvas.renderer.set_alt_colors(self._alt_colors())

@@ -75,6 +75,8 @@ def test_hide_delete_undo_update_the_viewport(make_main_window):
     g = _model()
     win.set_loaded(LoadedModel(Path("mem.ply"), "ply", g))
     win.set_mode("segmentation")
+    assert win.actions.mode_actions["segmentation"].isChecked()  # the toolbar shows the mode set from code
+    assert not win.actions.mode_actions["rgb"].isChecked()
     before = win.canvas.render_image((96, 72))
     win.doc.select([0, 1, 2])
     win.hide_selection()
