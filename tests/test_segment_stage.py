@@ -55,6 +55,9 @@ def test_coseg_stage_learns_above_chance_and_writes_outputs(tiny_run):
     assert metrics["feature_extractor"] == "appearance"
     assert metrics["learnable_params_mb"] > 0
     assert metrics["peak_rss_mb"] > 0 and metrics["segmentation_total_s"] > 0
+    # the feature cache is written; the per-process spill folder of the two-pass PCA is gone
+    assert list((run_dir / "cache").glob("unprojected-*.npz"))
+    assert not list((run_dir / "cache").glob("spill*"))
     scene = read_scene(scene_dir)
     result = evaluate_segmentation(run_dir, scene, split="train")
     assert result["miou"] > _chance_miou(scene)

@@ -18,6 +18,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -121,8 +123,10 @@ def unproject_scales(scene, cams, params: dict, extractor, config, cache_dir: Pa
             yield {"stage": "unproject", "cached": True,
                    "result": (z["features"].astype(np.float32), z["counts"].astype(np.int64))}
             return
-    reducer = FeatureReducer(extractor, dim=config.feature_dim, seed=config.seed,
-                             spill_dir=cache_dir / "spill")
+    # One spill folder per process: two stages sharing a cache (ablation rows run side by side)
+    # would otherwise write and delete each other's view files.
+    spill = cache_dir / f"spill-{os.getpid()}"
+    reducer = FeatureReducer(extractor, dim=config.feature_dim, seed=config.seed, spill_dir=spill)
     import time
 
     t0 = time.perf_counter()
@@ -143,6 +147,7 @@ def unproject_scales(scene, cams, params: dict, extractor, config, cache_dir: Pa
         params["means"], params["quats"], params["scales"], params["opacities"],
         torch.stack(viewmats), torch.stack(Ks), cams[0].width, cams[0].height, maps())
     unproject_s = time.perf_counter() - t1
+    shutil.rmtree(spill, ignore_errors=True)
     cache_dir.mkdir(parents=True, exist_ok=True)
     from coseg.io.atomic import atomic_open
 
