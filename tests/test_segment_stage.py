@@ -145,6 +145,9 @@ def test_cosine_schedule_runs_from_the_start_rate_to_the_final_ratio():
     assert cos[0] == pytest.approx(1.0) and cos[-1] == pytest.approx(0.02)
     assert cos[50] == pytest.approx(0.51)  # half way: the mean of start and end
     assert np.all(np.diff(cos) < 0)
+    for bad in (dict(lr_schedule="step"), dict(field="vote"), dict(lr_final_ratio=0.0)):
+        with pytest.raises(InputError):
+            SegmentConfig(**bad)
 
 
 def test_label_vote_field_needs_no_training_and_labels_above_chance(tiny_run):

@@ -58,6 +58,16 @@ class SegmentConfig:
     infer_views: str = "train"
     """Views whose visible sets are decoded to give every Gaussian its logits: "train" or "all"."""
 
+    def __post_init__(self) -> None:
+        from coseg.errors import InputError
+
+        if self.field not in ("coseg", "per-gaussian", "label-vote"):
+            raise InputError(f"unknown segmentation field {self.field!r} (coseg, per-gaussian or label-vote)")
+        if self.lr_schedule not in ("constant", "cosine"):
+            raise InputError(f"unknown learning-rate schedule {self.lr_schedule!r} (constant or cosine)")
+        if not 0.0 < self.lr_final_ratio <= 1.0:
+            raise InputError(f"lr_final_ratio must be in (0, 1], got {self.lr_final_ratio}")
+
     def to_dict(self) -> dict:
         d = asdict(self)
         d["decoder_widths"] = list(self.decoder_widths)

@@ -150,8 +150,6 @@ class SegmentationModel:
             self.optim = torch.optim.Adam(self.field.param_groups())
         else:
             raise ValueError(f"unknown segmentation field {c.field!r} (coseg or per-gaussian)")
-        if c.lr_schedule not in ("constant", "cosine"):
-            raise InputError(f"unknown learning-rate schedule {c.lr_schedule!r} (constant or cosine)")
         self.base_lrs = [g["lr"] for g in self.optim.param_groups]
         self.info["learnable_params_mb"] = round(learnable_params_mb(self.field), 4)
         self.info["classes"] = [int(v) for v in self.labels.class_ids]
