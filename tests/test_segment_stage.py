@@ -170,3 +170,14 @@ def test_label_vote_field_needs_no_training_and_labels_above_chance(tiny_run):
     # reaches only ~46 % mIoU on its training views, so chance is the bar here)
     scene = read_scene(scene_dir)
     assert evaluate_segmentation(run_dir, scene, split="train")["miou"] > 2 * _chance_miou(scene)
+
+
+def test_fill_from_nearest_copies_the_closest_row_that_has_values():
+    from coseg.segment.infer import fill_from_nearest
+
+    xyz = np.array([[0, 0, 0], [10, 0, 0], [1, 0, 0], [9, 0, 0]], np.float32)
+    values = np.array([[1, 0], [0, 1], [0, 0], [0, 0]], np.float32)
+    have = np.array([True, True, False, False])
+    assert fill_from_nearest(values, xyz, have) == 2
+    assert values.tolist() == [[1, 0], [0, 1], [1, 0], [0, 1]]
+    assert fill_from_nearest(values, xyz, np.ones(4, bool)) == 0

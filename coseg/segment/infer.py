@@ -22,8 +22,6 @@ log = logging.getLogger(__name__)
 
 def gaussian_logits(model) -> np.ndarray:
     """[N_kept, C] float32 logits of every kept Gaussian."""
-    from scipy.spatial import cKDTree
-
     with torch.no_grad():
         if model.config.field != "coseg":
             return model.field.gaussian_logits().numpy().astype(np.float32)
@@ -46,12 +44,27 @@ def gaussian_logits(model) -> np.ndarray:
     seen = count > 0
     out = np.zeros((n, c), np.float32)
     out[seen] = (total[seen] / count[seen, None]).astype(np.float32)
-    if (~seen).any():
-        _, nearest = cKDTree(model.xyz[seen]).query(model.xyz[~seen], k=1)
-        out[~seen] = out[seen][nearest]
+    filled = fill_from_nearest(out, model.xyz, seen)
+    if filled:
         log.info("%d kept Gaussians outside every training view's visible set took their "
-                 "nearest neighbour's logits", int((~seen).sum()))
+                 "nearest neighbour's logits", filled)
     return out
+
+
+def fill_from_nearest(values: np.ndarray, xyz: np.ndarray, have: np.ndarray) -> int:
+    """Rows of `values` where `have` is False take the row of their nearest (by `xyz`) row that has one.
+
+    Returns:
+        the number of rows filled (in place).
+    """
+    missing = ~have
+    if not missing.any():
+        return 0
+    from scipy.spatial import cKDTree
+
+    _, nearest = cKDTree(xyz[have]).query(xyz[missing], k=1)
+    values[missing] = values[have][nearest]
+    return int(missing.sum())
 
 
 def write_segmentation(model) -> dict:

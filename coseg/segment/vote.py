@@ -50,6 +50,7 @@ def vote_labels(scene, cams, gaussians, tau: float) -> dict:
         InputError: no labels, one class only, or pruning removed every Gaussian.
     """
     from coseg.render import attendance_mask, camera_tensors, gaussian_tensors, unproject_features
+    from coseg.segment.infer import fill_from_nearest
     from coseg.segment.prepare import collect_labels
 
     labels = collect_labels(scene, cams)
@@ -78,14 +79,9 @@ def vote_labels(scene, cams, gaussians, tau: float) -> dict:
     voted = votes.sum(1) > 0
     if not voted.any():
         raise InputError("no kept Gaussian is blended into a labelled pixel of any training view")
-    if (~voted).any():
-        from scipy.spatial import cKDTree
-
-        xyz = gaussians.means[kept]
-        _, nearest = cKDTree(xyz[voted]).query(xyz[~voted], k=1)
-        votes[~voted] = votes[voted][nearest]
-        log.info("%d kept Gaussians blended only into void pixels took their nearest neighbour's votes",
-                 int((~voted).sum()))
+    filled = fill_from_nearest(votes, gaussians.means[kept], voted)
+    if filled:
+        log.info("%d kept Gaussians blended only into void pixels took their nearest neighbour's votes", filled)
     return {"votes": votes, "kept": kept.astype(np.int64), "labels": labels, "unproject_s": unproject_s}
 
 
