@@ -1,4 +1,5 @@
-"""Feature extractors: tiny random DINO ViT through the real loading path, appearance, PCA."""
+"""Feature extractors: tiny random DINO ViTs through the real loading path (official DINO / DINOv2
+key names), the architecture check, extractor choice and fingerprints, appearance, PCA."""
 
 import re
 
@@ -9,7 +10,9 @@ import torch
 from coseg.errors import InputError
 from coseg.features import select_extractor
 from coseg.features.appearance import CHANNELS, AppearanceExtractor
-from coseg.features.dino import DinoExtractor, ViTConfig, VisionTransformer, load_vit
+from coseg.features import dino
+from coseg.features.dino import (MODELS, DinoExtractor, ViTConfig, VisionTransformer, check_architecture,
+                                 config_from_state, load_vit, map_vit_keys)
 from coseg.features.pca import FeatureReducer, fit_pca
 
 
@@ -25,14 +28,21 @@ def _one_torch_thread():
 TINY = ViTConfig(dim=32, depth=4, heads=2, patch=8, pretrain_size=32)
 
 
-def _official_names(model: VisionTransformer, dinov2: bool = False) -> dict:
-    """Our state dict under the official DINO (or DINOv2) key names."""
+def _official_names(model: VisionTransformer, dinov2: bool = False, chunks: int = 0) -> dict:
+    """Our state dict under the official DINO (or DINOv2) key names.
+
+    DINOv2 checkpoints also carry ``mask_token``; ``chunks`` > 0 writes the block
+    keys as DINOv2's FSDP block chunks do (``blocks.<chunk>.<index>.``).
+    """
     out = {}
+    per_chunk = model.config.depth // chunks if chunks else 0
     for k, v in model.state_dict().items():
         k = re.sub(r"^blocks\.(\d+)\.(qkv|proj)\.", r"blocks.\1.attn.\2.", k)
         k = re.sub(r"^blocks\.(\d+)\.(fc1|fc2)\.", r"blocks.\1.mlp.\2.", k)
         k = re.sub(r"^blocks\.(\d+)\.(ls1|ls2)$", r"blocks.\1.\2.gamma", k)
         k = k.replace("patch_embed.", "patch_embed.proj.")
+        if per_chunk:
+            k = re.sub(r"^blocks\.(\d+)\.", lambda m: f"blocks.{int(m[1]) // per_chunk}.{m[1]}.", k)
         out[k] = v.clone()
     if dinov2:
         out["mask_token"] = torch.zeros(1, model.config.dim)
@@ -48,7 +58,7 @@ def test_tiny_vit_official_checkpoint_round_trip(tmp_path):
     model = VisionTransformer(TINY).eval()
     path = tmp_path / "dino_tiny.pth"
     torch.save(_official_names(model), path)
-    loaded = load_vit(path, heads=2)
+    loaded = load_vit(path, model=None, heads=2)
     assert loaded.config == TINY
     ours = DinoExtractor(vit=model).extract(_image())
     theirs = DinoExtractor(vit=loaded).extract(_image())
@@ -72,16 +82,18 @@ def test_extract_concatenates_cls_and_uses_four_blocks():
         _ = DinoExtractor(vit=ex.vit(), blocks=(1, 2, 9, 4)).blocks
 
 
-def test_dinov2_layerscale_registers_and_teacher_prefix(tmp_path):
+@pytest.mark.parametrize("chunks", [0, 2])
+def test_dinov2_layerscale_registers_and_teacher_prefix(tmp_path, chunks):
     torch.manual_seed(1)
     cfg = ViTConfig(dim=32, depth=2, heads=2, patch=14, layerscale=True, registers=4, pretrain_size=28)
     model = VisionTransformer(cfg).eval()
     for blk in model.blocks:
         torch.nn.init.uniform_(blk.ls1, 0.1, 1.0)
-    sd = {"backbone." + k: v for k, v in _official_names(model, dinov2=True).items()}
+    sd = {"backbone." + k: v for k, v in _official_names(model, dinov2=True, chunks=chunks).items()}
+    assert ("backbone.blocks.1.1.ls1.gamma" if chunks else "backbone.blocks.1.ls1.gamma") in sd
     path = tmp_path / "dinov2_tiny.pth"
     torch.save({"teacher": sd, "epoch": 1}, path)
-    loaded = load_vit(path, heads=2)
+    loaded = load_vit(path, model=None, heads=2)
     assert loaded.config.layerscale and loaded.config.registers == 4 and loaded.config.patch == 14
     x = torch.randn(1, 3, 42, 56)
     for (a, ca), (b, cb) in zip(model(x, (1, 2)), loaded(x, (1, 2))):
@@ -97,7 +109,7 @@ def test_missing_weights_never_download(tmp_path, monkeypatch):
     with pytest.raises(InputError, match="no DINO weights"):
         ex.extract(_image())
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    assert select_extractor("auto").name == "appearance"
+    assert select_extractor("auto").name == "efficientnet"
     with pytest.raises(InputError, match=str(tmp_path)):
         select_extractor("dino")
     bad = tmp_path / "bad.pth"
@@ -133,6 +145,17 @@ def test_pca_recovers_dominant_directions_and_normalises():
     assert fit_pca(x, dim=64).components.shape == (10, 10)
 
 
+def test_pca_with_fewer_samples_than_channels_matches_the_covariance_route():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(30, 3)) * [9.0, 4.0, 2.0] @ rng.normal(size=(3, 50)) + rng.normal(size=(30, 50)) * 0.1
+    p = fit_pca(x, dim=64)  # S = 30 < D = 50: SVD route, at most S components
+    assert p.components.shape == (30, 50)
+    evals, evecs = np.linalg.eigh(np.cov(x, rowvar=False))
+    top = evecs[:, np.argsort(evals)[::-1][:3]].T
+    np.testing.assert_allclose(np.abs(np.sum(p.components[:3] * top, axis=1)), 1.0, atol=1e-6)
+    np.testing.assert_allclose(p.components @ p.components.T, np.eye(30), atol=1e-5)
+
+
 @pytest.mark.parametrize("spill", [False, True])
 def test_feature_reducer_streams_views(tmp_path, spill):
     images = [_image(24, 32, seed=s) for s in range(3)]
@@ -155,5 +178,93 @@ def test_plugins_registered():
 
     reg = PluginRegistry()
     register(reg)
-    assert reg.names("feature_extractor") == ["dino", "appearance"]
+    assert reg.names("feature_extractor") == ["dino", "efficientnet", "appearance"]
     assert reg.get("feature_extractor", "appearance").available()
+
+
+def _meta_official_state(config: ViTConfig, dinov2: bool) -> dict:
+    """A full-size official state dict with shapes only (meta tensors: no memory, no download)."""
+    with torch.device("meta"):
+        model = VisionTransformer(config)
+    state = _official_names(model, dinov2=False)
+    if dinov2:
+        state["mask_token"] = torch.empty(1, config.dim, device="meta")
+    return state
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_architecture_check_accepts_only_the_named_model(name, tmp_path):
+    config, _ = MODELS[name]
+    found = config_from_state(map_vit_keys(_meta_official_state(config, name.startswith("dinov2"))))
+    assert check_architecture(found, name, tmp_path / "ckpt.pth") == config
+    for other in MODELS:
+        if other != name:
+            with pytest.raises(InputError, match=rf"not the {other} architecture: .*it fits --dino-model {name}$"):
+                check_architecture(found, other, tmp_path / "ckpt.pth")
+
+
+def test_wrong_architecture_checkpoint_is_one_clear_line(tmp_path, monkeypatch):
+    # Tiny stand-ins for ViT-S/8 and ViT-B/8 (the real ones are 85 and 330 MB).
+    small = ViTConfig(dim=32, depth=4, heads=2, patch=8, pretrain_size=32)
+    base = ViTConfig(dim=64, depth=4, heads=4, patch=8, pretrain_size=32)
+    monkeypatch.setitem(MODELS, "vits8", (small, "dino_deitsmall8_pretrain.pth"))
+    monkeypatch.setitem(MODELS, "vitb8", (base, "dino_vitbase8_pretrain.pth"))
+    torch.manual_seed(2)
+    path = tmp_path / "dino_vitbase8_pretrain.pth"
+    torch.save(_official_names(VisionTransformer(base)), path)
+    with pytest.raises(InputError) as e:
+        DinoExtractor(model="vits8", weights=path).extract(_image())
+    assert str(e.value) == (f"{path}: this ViT checkpoint is not the vits8 architecture: dim 64 (expected 32); "
+                            "it fits --dino-model vitb8")
+    ex = DinoExtractor(model="vitb8", weights=path)
+    assert ex.vit().config == base and ex.vit().blocks[0].heads == 4  # the named model's heads, not dim / 64
+    assert [m.shape for m in ex.extract(_image())] == [(5, 7, 128)] * 4
+
+
+def test_missing_or_unknown_choices_are_one_clear_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    absent = tmp_path / "absent.pth"
+    for name in ("auto", "dino"):
+        with pytest.raises(InputError, match=f"^{re.escape(str(absent))}: DINO weights not found"):
+            select_extractor(name, dino_weights=absent)
+    with pytest.raises(InputError, match="unknown feature extractor 'clip'"):
+        select_extractor("clip")
+    with pytest.raises(InputError, match="unknown DINO model 'vitl14'"):
+        select_extractor("dino", dino_model="vitl14")
+    assert select_extractor("appearance").name == "appearance"
+    assert select_extractor("efficientnet").name == "efficientnet"
+    from coseg.segment.config import SegmentConfig
+
+    with pytest.raises(InputError, match="unknown DINO model 'vitl14'"):
+        SegmentConfig(dino_model="vitl14")
+    with pytest.raises(InputError, match="unknown feature extractor 'clip'"):
+        SegmentConfig(extractor="clip")
+
+
+def test_feature_cache_key_covers_extractor_model_weights_blocks_and_image_size(tmp_path):
+    from types import SimpleNamespace
+
+    from coseg.features.efficientnet import EfficientNetExtractor
+    from coseg.segment.config import SegmentConfig
+    from coseg.segment.prepare import feature_cache_key
+
+    gaussians = tmp_path / "gaussians.ply"
+    gaussians.write_bytes(b"ply")
+    cams = [SimpleNamespace(name=f"v{i}", width=64, height=48) for i in range(3)]
+    config = SegmentConfig()
+    w1, w2 = tmp_path / "a.pth", tmp_path / "b.pth"
+    torch.save({"x": torch.zeros(3)}, w1)
+    torch.save({"x": torch.ones(3)}, w2)
+
+    def key(extractor, views=cams):
+        return feature_cache_key(gaussians, views, extractor, config)
+
+    base = key(DinoExtractor("vits8", weights=w1))
+    assert key(DinoExtractor("vits8", weights=w1)) == base
+    others = [key(DinoExtractor("vits8", weights=w2)), key(DinoExtractor("vitb8", weights=w1)),
+              key(DinoExtractor("vits8", weights=w1, blocks=(2, 4, 6, 8))),
+              key(DinoExtractor("vits8", weights=w1), [SimpleNamespace(name=c.name, width=32, height=24) for c in cams]),
+              key(AppearanceExtractor()), key(EfficientNetExtractor())]
+    assert len({base, *others}) == 1 + len(others)
+    torch.save({"x": torch.full((3,), 2.0)}, w1)  # same path, new content
+    assert key(DinoExtractor("vits8", weights=w1)) != base

@@ -23,9 +23,13 @@ def _segment_args(p) -> None:
     g.add_argument("--lr-schedule", choices=["constant", "cosine"], default=None,
                    help="learning rate over the iterations (default constant, the paper's Adam 1e-3; "
                         "cosine decays every rate to 1%% of its start)")
-    g.add_argument("--extractor", choices=["auto", "dino", "appearance"], default="auto",
-                   help="2D features (auto: DINO if its weights are present, else appearance)")
-    g.add_argument("--dino-weights", type=Path, help="DINO checkpoint path (default: the torch hub cache)")
+    g.add_argument("--extractor", choices=["auto", "dino", "efficientnet", "appearance"], default="auto",
+                   help="2D features (auto: DINO if its weights are present, else the offline ImageNet "
+                        "EfficientNet-Lite0; appearance: weight-free colour/texture cues)")
+    g.add_argument("--dino-model", choices=["vits8", "vitb8", "dinov2_vits14", "dinov2_vits14_reg"],
+                   default="vits8", help="DINO architecture; the checkpoint must match it")
+    g.add_argument("--dino-weights", type=Path,
+                   help="DINO checkpoint path (default: the official file in the torch hub cache)")
     g.add_argument("--loss", choices=["js", "ce"], default="js", help="pixel loss (ce: ablation)")
     g.add_argument("--pi-label", type=float, help="JS loss weight of the raw label (default 0.5)")
     g.add_argument("--class-balance", type=float,
@@ -70,6 +74,7 @@ def config_from_args(args):
     if args.class_balance is not None:
         loss["class_balance"] = args.class_balance
     values = dict(field=args.field, iterations=args.seg_iterations, extractor=args.extractor,
+                  dino_model=args.dino_model,
                   use_dino=not args.no_dino, use_spatial=not args.no_spatial,
                   single_scale=args.single_scale, spatial_weights=args.spatial_weights,
                   seed=args.seg_seed, loss=CoSegLossConfig(**loss))

@@ -1,8 +1,9 @@
 """The `appearance` extractor: offline, weight-free, multi-scale colour/texture/position cues.
 
-Used when no DINO weights are present. It is a hand-made substitute for a
-foundation model (a simplification: no learned semantics), built from cues
-that separate surfaces in indoor scenes:
+Used by name, or when neither DINO weights nor the EfficientNet-Lite0 package
+are present. It is a hand-made substitute for a foundation model (a
+simplification: no learned semantics), built from cues that separate surfaces
+in indoor scenes:
 
 - colour: CIE Lab (L/100, a/50, b/50), the local mean and standard deviation
   over the scale's window, and a centre-surround contrast (window mean minus
@@ -57,6 +58,10 @@ class AppearanceExtractor:
 
     def available(self) -> bool:
         return True
+
+    def fingerprint(self) -> str:
+        """Its one setting: what the features depend on (feature cache key)."""
+        return f"appearance position_weight {self.position_weight:g}"
 
     def extract(self, image: np.ndarray) -> list[np.ndarray]:
         """Multi-scale appearance features of one image.

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from coseg.errors import InputError
+from coseg.features import file_digest, state_digest
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,11 @@ class ViTConfig:
     """DINOv2 register tokens (0 for the register-free models)."""
     pretrain_size: int = 224
     """Image size the position embeddings were trained at."""
+    interp_offset: float = 0.1
+    """Added to the target grid size when interpolating the position embeddings (official DINO and
+    DINOv2: 0.1, with the scale factor (n + 0.1) / side; the DINOv2 register models: 0, by size)."""
+    interp_antialias: bool = False
+    """Antialiased bicubic interpolation of the position embeddings (the DINOv2 register models)."""
     eps: float = 1e-6
 
 
@@ -61,8 +67,10 @@ MODELS = {
     "vits8": (ViTConfig(), "dino_deitsmall8_pretrain.pth"),
     "vitb8": (ViTConfig(dim=768, heads=12), "dino_vitbase8_pretrain.pth"),
     "dinov2_vits14": (ViTConfig(patch=14, layerscale=True, pretrain_size=518), "dinov2_vits14_pretrain.pth"),
+    "dinov2_vits14_reg": (ViTConfig(patch=14, layerscale=True, registers=4, pretrain_size=518, interp_offset=0.0,
+                                    interp_antialias=True), "dinov2_vits14_reg4_pretrain.pth"),
 }
-"""Model name -> (architecture, official checkpoint file name)."""
+"""Model name -> (architecture, official checkpoint file name), as the official torch hub entries build them."""
 
 
 class Block(nn.Module):
@@ -117,7 +125,12 @@ class VisionTransformer(nn.Module):
         if (h, w) == (side, side):
             return pe
         grid = pe[:, 1:].reshape(1, side, side, -1).permute(0, 3, 1, 2)
-        grid = F.interpolate(grid, size=(h, w), mode="bicubic", align_corners=False)
+        c = self.config
+        # As the official code: with an offset the interpolation runs by scale factor (n + offset) / side,
+        # which samples slightly differently from a plain resize to (h, w).
+        size = dict(scale_factor=((h + c.interp_offset) / side, (w + c.interp_offset) / side)) \
+            if c.interp_offset else dict(size=(h, w))
+        grid = F.interpolate(grid, mode="bicubic", align_corners=False, antialias=c.interp_antialias, **size)
         return torch.cat([pe[:, :1], grid.permute(0, 2, 3, 1).reshape(1, h * w, -1)], dim=1)
 
     def forward(self, images: torch.Tensor, blocks: tuple[int, ...]) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -151,6 +164,7 @@ class VisionTransformer(nn.Module):
 
 
 _KEY_RULES = [
+    (r"^blocks\.\d+\.(\d+)\.", r"blocks.\1."),  # DINOv2 FSDP "block chunks": blocks.<chunk>.<index>.
     (r"^blocks\.(\d+)\.attn\.qkv\.", r"blocks.\1.qkv."),
     (r"^blocks\.(\d+)\.attn\.proj\.", r"blocks.\1.proj."),
     (r"^blocks\.(\d+)\.mlp\.(fc1|fc2)\.", r"blocks.\1.\2."),
@@ -176,7 +190,7 @@ def map_vit_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def config_from_state(state: dict[str, torch.Tensor], heads: int | None = None) -> ViTConfig:
-    """Infer the architecture from a mapped state dict (heads from dim/64 unless given)."""
+    """Infer the shape-given architecture from a mapped state dict (heads from dim/64 unless given)."""
     dim = state["cls_token"].shape[-1]
     patch = state["patch_embed.weight"].shape[-1]
     depth = 1 + max(int(k.split(".")[1]) for k in state if k.startswith("blocks."))
@@ -188,19 +202,46 @@ def config_from_state(state: dict[str, torch.Tensor], heads: int | None = None) 
                      pretrain_size=grid * patch)
 
 
-def load_vit(path: str | Path, heads: int | None = None) -> VisionTransformer:
+_SHAPE_FIELDS = ("dim", "depth", "patch", "mlp_ratio", "layerscale", "registers", "pretrain_size")
+"""The ViTConfig fields a checkpoint's tensor shapes determine (heads and interpolation they do not)."""
+
+
+def check_architecture(found: ViTConfig, model: str, path: Path) -> ViTConfig:
+    """The architecture of `model` when the checkpoint's shapes fit it; else a one-line InputError.
+
+    The head count is not visible in the tensors (qkv is [3 D, D] for any count), so a
+    checkpoint of another model would load with the wrong heads: the named model
+    must match the checkpoint's shapes.
+    """
+    expected = MODELS[model][0]
+    if all(getattr(found, f) == getattr(expected, f) for f in _SHAPE_FIELDS):
+        return expected
+    fits = [name for name, (c, _) in MODELS.items() if all(getattr(found, f) == getattr(c, f) for f in _SHAPE_FIELDS)]
+    hint = f"; it fits --dino-model {' or '.join(fits)}" if fits else "; it fits none of " + ", ".join(MODELS)
+    diff = ", ".join(f"{f} {getattr(found, f)} (expected {getattr(expected, f)})"
+                     for f in _SHAPE_FIELDS if getattr(found, f) != getattr(expected, f))
+    raise InputError(f"{path}: this ViT checkpoint is not the {model} architecture: {diff}{hint}")
+
+
+def load_vit(path: str | Path, model: str | None = "vits8", heads: int | None = None) -> VisionTransformer:
     """Build a ViT from a checkpoint file (official DINO/DINOv2 or timm names).
 
     Args:
         path: checkpoint path (a state dict, or a DINO training checkpoint with
             a ``teacher`` / ``model`` / ``state_dict`` entry).
-        heads: attention heads (default: dim / 64, true for ViT-S and ViT-B).
+        model: the `MODELS` name the checkpoint must match (its heads and
+            position-embedding interpolation are used); None infers the
+            architecture from the shapes alone (tests, other sizes).
+        heads: attention heads when `model` is None (default: dim / 64, true for ViT-S and ViT-B).
 
     Returns:
         The model in eval mode.
+
+    Raises:
+        InputError: missing or unreadable file, not a ViT, or not the `model` architecture.
     """
     path = Path(path)
-    if not path.exists():
+    if not path.is_file():
         raise InputError(f"{path}: DINO weights not found")
     try:
         raw = torch.load(path, map_location="cpu", weights_only=True)
@@ -209,17 +250,25 @@ def load_vit(path: str | Path, heads: int | None = None) -> VisionTransformer:
     for entry in ("teacher", "model", "state_dict"):
         if isinstance(raw, dict) and isinstance(raw.get(entry), dict):
             raw = raw[entry]
+    if not isinstance(raw, dict):
+        raise InputError(f"{path}: not a ViT checkpoint (a {type(raw).__name__}, not a state dict)")
     state = map_vit_keys(raw)
     try:
         config = config_from_state(state, heads)
     except (KeyError, ValueError) as e:
         raise InputError(f"{path}: not a ViT checkpoint (missing {e})") from e
-    model = VisionTransformer(config)
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    if model is not None:
+        config = check_architecture(config, model, path)
+    vit = VisionTransformer(config)
+    try:
+        missing, unexpected = vit.load_state_dict(state, strict=False)
+    except RuntimeError as e:  # a tensor whose shape does not fit the others
+        first = str(e).strip().splitlines()[-1].strip()
+        raise InputError(f"{path}: ViT tensor shapes do not fit together ({first})") from e
     if missing or unexpected:
         raise InputError(f"{path}: ViT keys do not match (missing: {', '.join(missing) or 'none'}; "
                          f"unexpected: {', '.join(unexpected) or 'none'})")
-    return model.eval()
+    return vit.eval()
 
 
 def hub_checkpoint_dir() -> Path:
@@ -247,7 +296,9 @@ class DinoExtractor:
     """The `dino` feature extractor: 4 block outputs ⊕ CLS, [H/p, W/p, 2 D] each.
 
     Args:
-        model: "vits8" (default, ViT-S/8), "vitb8" (ViT-B/8) or "dinov2_vits14".
+        model: a `MODELS` name: "vits8" (default, ViT-S/8), "vitb8" (ViT-B/8), "dinov2_vits14"
+            (DINOv2 ViT-S/14) or "dinov2_vits14_reg" (with 4 register tokens); a checkpoint
+            of another architecture is refused.
         weights: checkpoint path; default the official file in the torch hub cache.
         blocks: 4 block numbers (1-based); default evenly spaced, (3, 6, 9, 12) for depth 12.
         vit: an already built model (tests); overrides `model` and `weights`.
@@ -281,6 +332,11 @@ class DinoExtractor:
         """True when a model was given or its weights file exists (never downloads)."""
         return self._vit is not None or self.weights.is_file()
 
+    def fingerprint(self) -> str:
+        """Model, weights digest and blocks: what the features depend on (feature cache key)."""
+        digest = state_digest(self._vit) if self._vit is not None else file_digest(self.weights)
+        return f"dino {self.model_name} weights {digest} blocks {','.join(map(str, self.blocks))}"
+
     def unavailable_reason(self) -> str:
         return (f"no DINO weights: looked for {self.weights} (put the official "
                 f"{MODELS[self.model_name][1]} there or pass a path)")
@@ -290,7 +346,7 @@ class DinoExtractor:
         if self._vit is None:
             if not self.available():
                 raise InputError(self.unavailable_reason())
-            self._vit = load_vit(self.weights, heads=MODELS[self.model_name][0].heads)
+            self._vit = load_vit(self.weights, model=self.model_name)
             log.info("DINO %s loaded from %s", self.model_name, self.weights)
         return self._vit
 

@@ -49,7 +49,7 @@ def fit_pca(samples: np.ndarray, dim: int = 64) -> PCAProjection:
 
     Args:
         samples: [S, D] feature vectors (S >= 2).
-        dim: number of components kept (at most D).
+        dim: number of components kept (at most D, and at most S when S < D).
 
     Returns:
         The `PCAProjection`; each component's sign is fixed so that its
@@ -59,10 +59,17 @@ def fit_pca(samples: np.ndarray, dim: int = 64) -> PCAProjection:
     if x.ndim != 2 or x.shape[0] < 2:
         raise ValueError(f"fit_pca needs [S >= 2, D] samples, got {x.shape}")
     mean = x.mean(0)
-    cov = np.cov(x - mean, rowvar=False).reshape(x.shape[1], x.shape[1])
-    evals, evecs = np.linalg.eigh(cov)
     k = min(dim, x.shape[1])
-    comps = evecs[:, np.argsort(evals)[::-1][:k]].T
+    if x.shape[0] < x.shape[1]:
+        # Fewer samples than channels (wide maps, few views): the SVD of the centred samples
+        # costs O(S^2 D) instead of the D x D covariance's O(D^3); same principal directions.
+        # The SVD yields S directions at most, so k is also at most S.
+        comps = np.linalg.svd(x - mean, full_matrices=False)[2][:k]
+        k = len(comps)
+    else:
+        cov = np.cov(x - mean, rowvar=False).reshape(x.shape[1], x.shape[1])
+        evals, evecs = np.linalg.eigh(cov)
+        comps = evecs[:, np.argsort(evals)[::-1][:k]].T
     sign = np.sign(comps[np.arange(k), np.abs(comps).argmax(1)])
     comps *= np.where(sign == 0, 1.0, sign)[:, None]
     return PCAProjection(mean.astype(np.float32), comps.astype(np.float32))

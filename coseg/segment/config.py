@@ -30,9 +30,11 @@ class SegmentConfig:
     lr_final_ratio: float = 0.01
     """Final / initial learning rate of the cosine schedule."""
     extractor: str = "auto"
-    """2D feature extractor: "auto" (DINO if its weights are present, else appearance), "dino", "appearance"."""
+    """2D features: "auto" (DINO if its weights are present, else efficientnet), "dino", "efficientnet", "appearance"."""
+    dino_model: str = "vits8"
+    """DINO architecture: "vits8", "vitb8", "dinov2_vits14" or "dinov2_vits14_reg" (the checkpoint must match)."""
     dino_weights: str | None = None
-    """Path of a DINO checkpoint (default: the local torch hub cache)."""
+    """Path of a DINO checkpoint (default: the official file in the local torch hub cache)."""
     feature_dim: int = 64
     """PCA width of every feature scale (paper: 64)."""
     attendance_tau: float = 1e-6
@@ -63,6 +65,13 @@ class SegmentConfig:
 
         if self.field not in ("coseg", "per-gaussian", "label-vote"):
             raise InputError(f"unknown segmentation field {self.field!r} (coseg, per-gaussian or label-vote)")
+        from coseg.features import EXTRACTORS
+        from coseg.features.dino import MODELS
+
+        if self.extractor not in EXTRACTORS:
+            raise InputError(f"unknown feature extractor {self.extractor!r} ({', '.join(EXTRACTORS)})")
+        if self.dino_model not in MODELS:
+            raise InputError(f"unknown DINO model {self.dino_model!r} ({', '.join(MODELS)})")
         if self.lr_schedule not in ("constant", "cosine"):
             raise InputError(f"unknown learning-rate schedule {self.lr_schedule!r} (constant or cosine)")
         if not 0.0 < self.lr_final_ratio <= 1.0:

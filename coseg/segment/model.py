@@ -49,17 +49,17 @@ class SegmentationModel:
                            for i in self.labels.labelled}
         self.class_weights = self._class_weights()
         params = gaussian_tensors(self.gaussians)
-        extractor = select_extractor(c.extractor, **({"weights": c.dino_weights} if c.dino_weights else {}))
+        extractor = select_extractor(c.extractor, dino_model=c.dino_model, dino_weights=c.dino_weights)
         self.info["feature_extractor"] = getattr(extractor, "name", type(extractor).__name__)
         self.info["feature_extractor_description"] = getattr(extractor, "description", "")
-        key = feature_cache_key(self.run.gaussians_path, self.cams, self.info["feature_extractor"], c)
+        key = feature_cache_key(self.run.gaussians_path, self.cams, extractor, c)
         result = None
         for rec in unproject_scales(self.scene, self.cams, params, extractor, c,
                                     self.run.path / "cache", key):
             result = rec.pop("result", None)
             self.info.update({k: v for k, v in rec.items() if k.endswith("_s") or k.endswith("_image")})
             yield rec
-        features, counts = result
+        features, counts, widths = result
         cam0 = self.cams[0]
         self.kept = np.flatnonzero(attendance_mask(counts, c.attendance_tau, len(self.cams),
                                                    cam0.width, cam0.height))
@@ -73,10 +73,9 @@ class SegmentationModel:
         kept_t = torch.from_numpy(self.kept)
         self.params = {k: v[kept_t].contiguous() for k, v in params.items()}
         self.xyz = self.params["means"].numpy()
-        dim = features.shape[1] // 4
-        self.f_d = [torch.from_numpy(np.ascontiguousarray(features[self.kept, n * dim:(n + 1) * dim]))
-                    for n in range(4)]
-        self.feature_dim = dim
+        ends = np.cumsum((0,) + widths)
+        self.f_d = [torch.from_numpy(np.ascontiguousarray(features[self.kept, a:b])) for a, b in zip(ends, ends[1:])]
+        self.feature_dims = widths
         self.encoder = self._encoder() if (c.field == "coseg" and c.use_spatial) else None
         self.views = []
         for rec in encode_views(self.cams, self.params, self.encoder, self.encoder is not None,
@@ -141,7 +140,7 @@ class SegmentationModel:
                 spatial = tuple(self.encoder.config.level_channels)
                 bottleneck = self.encoder.config.bottleneck_channels
             self.field = FusionDecoder(DecoderConfig(
-                num_classes=n_classes, feature_dims=(self.feature_dim,) * 4, spatial_dims=spatial,
+                num_classes=n_classes, feature_dims=self.feature_dims, spatial_dims=spatial,
                 bottleneck_dim=bottleneck, widths=tuple(c.decoder_widths), use_dino=c.use_dino,
                 use_spatial=c.use_spatial, single_scale=c.single_scale))
             self.optim = torch.optim.Adam(self.field.parameters(), lr=c.lr)

@@ -97,13 +97,20 @@ def _resize_to(maps: list[np.ndarray], hw: tuple[int, int]) -> np.ndarray:
     return np.ascontiguousarray(np.concatenate(out, axis=-1))
 
 
-def feature_cache_key(gaussians_path: Path, cams, extractor_name: str, config) -> str:
+def feature_cache_key(gaussians_path: Path, cams, extractor, config) -> str:
+    """Key of the unprojected-feature cache: everything the cached features depend on.
+
+    The Gaussians file (size, mtime), the views and their image size, the extractor's
+    fingerprint (name, model, a digest of its weights, blocks), the PCA width and the seed.
+    """
+    from coseg.features import extractor_fingerprint
+
     h = hashlib.sha256()
     st = gaussians_path.stat()
     # Not the path: ablation runs share a copy of the same gaussians.ply (and this cache).
     h.update(f"{st.st_size}:{st.st_mtime_ns}".encode())
-    h.update(json.dumps([c.name for c in cams]).encode())
-    h.update(f"{extractor_name}:{config.feature_dim}:{config.seed}".encode())
+    h.update(json.dumps([[c.name, c.width, c.height] for c in cams]).encode())
+    h.update(f"{extractor_fingerprint(extractor)}:{config.feature_dim}:{config.seed}".encode())
     return h.hexdigest()[:16]
 
 
@@ -111,7 +118,9 @@ def unproject_scales(scene, cams, params: dict, extractor, config, cache_dir: Pa
                      cache_key: str) -> Iterator[dict]:
     """Extract, reduce and unproject 4 feature scales; yields progress, returns via `result`.
 
-    The final record has ``result = (f_d [N, 4*dim] float32, counts [N] int64)``.
+    The final record has ``result = (f_d [N, sum(widths)] float32, counts [N] int64, widths)``:
+    the 4 scales side by side, scale n taking ``widths[n]`` channels (at most
+    `config.feature_dim`; fewer for a scale with fewer channels or samples, see `fit_pca`).
     """
     from coseg.features.pca import FeatureReducer
     from coseg.render import camera_tensors, unproject_features
@@ -121,7 +130,8 @@ def unproject_scales(scene, cams, params: dict, extractor, config, cache_dir: Pa
         with np.load(cache) as z:
             log.info("unprojected features loaded from %s", cache)
             yield {"stage": "unproject", "cached": True,
-                   "result": (z["features"].astype(np.float32), z["counts"].astype(np.int64))}
+                   "result": (z["features"].astype(np.float32), z["counts"].astype(np.int64),
+                              tuple(int(w) for w in z["widths"]))}
             return
     # One spill folder per process: two stages sharing a cache (ablation rows run side by side)
     # would otherwise write and delete each other's view files.
@@ -147,15 +157,16 @@ def unproject_scales(scene, cams, params: dict, extractor, config, cache_dir: Pa
         params["means"], params["quats"], params["scales"], params["opacities"],
         torch.stack(viewmats), torch.stack(Ks), cams[0].width, cams[0].height, maps())
     unproject_s = time.perf_counter() - t1
+    widths = tuple(p.components.shape[0] for p in reducer.projections)
     shutil.rmtree(spill, ignore_errors=True)
     cache_dir.mkdir(parents=True, exist_ok=True)
     from coseg.io.atomic import atomic_open
 
     with atomic_open(cache, "wb") as f:
-        np.savez(f, features=features.astype(np.float16), counts=counts)
+        np.savez(f, features=features.astype(np.float16), counts=counts, widths=np.array(widths))
     yield {"stage": "unproject", "cached": False, "extract_s": extract_s,
            "extract_s_per_image": extract_s / max(len(cams), 1), "unproject_s": unproject_s,
-           "result": (np.asarray(features, np.float32), np.asarray(counts, np.int64))}
+           "result": (np.asarray(features, np.float32), np.asarray(counts, np.int64), widths)}
 
 
 @dataclass
