@@ -1,8 +1,9 @@
-"""Built-in exporters: 3DGS PLY (with segments), plain 3DGS PLY, and .splat.
+"""Built-in exporters: 3DGS PLY (with segments), plain 3DGS PLY, compressed PLY, .spz and .splat.
 
 Each exporter has a ``suffix`` (lower-case, with the dot) and
 ``export(gaussians, path, **options)``. When several share a suffix, the
-first registered ("ply") is the default for that suffix.
+first registered ("ply") is the default for that suffix; a longer suffix
+that the file name ends with (".compressed.ply") wins over a shorter one.
 """
 
 from __future__ import annotations
@@ -45,8 +46,36 @@ class SplatExporter:
         write_splat(gaussians, path)
 
 
+@dataclass(frozen=True)
+class CompressedPlyExporter:
+    """PlayCanvas / SuperSplat compressed PLY (`coseg.io.compressed_ply`): SH kept quantised, no segments."""
+
+    suffix: str = ".compressed.ply"
+
+    def export(self, gaussians: Gaussians, path: str | Path) -> None:
+        """Write `gaussians` to `path`."""
+        from coseg.io.compressed_ply import write_compressed_ply
+
+        write_compressed_ply(gaussians, path)
+
+
+@dataclass(frozen=True)
+class SpzExporter:
+    """Niantic .spz version 3 (`coseg.io.spz.write_spz`): SH up to degree 3 quantised, no segments."""
+
+    suffix: str = ".spz"
+
+    def export(self, gaussians: Gaussians, path: str | Path) -> None:
+        """Write `gaussians` to `path`."""
+        from coseg.io.spz import write_spz
+
+        write_spz(gaussians, path)
+
+
 def register(registry) -> None:
-    """Add the "ply", "ply-plain" and "splat" exporters."""
+    """Add the "ply", "ply-plain", "ply-compressed", "spz" and "splat" exporters."""
     registry.add("exporter", "ply", PlyExporter("inria"))
     registry.add("exporter", "ply-plain", PlyExporter("plain"))
+    registry.add("exporter", "ply-compressed", CompressedPlyExporter())
+    registry.add("exporter", "spz", SpzExporter())
     registry.add("exporter", "splat", SplatExporter())

@@ -74,7 +74,7 @@ def test_exporter_plugins(tmp_path):
 
     reg = PluginRegistry()
     exporters.register(reg)
-    assert reg.names("exporter") == ["ply", "ply-plain", "splat"]
+    assert reg.names("exporter") == ["ply", "ply-plain", "ply-compressed", "spz", "splat"]
     g = _two_gaussians()
     for name in reg.names("exporter"):
         exp = reg.get("exporter", name)

@@ -53,18 +53,20 @@ def add_parser(sub) -> None:
     _output_args(p)
     p.set_defaults(func=run_edit, ops=None)
 
-    e = sub.add_parser("export", help="export a run or PLY as INRIA PLY, plain PLY or .splat",
+    e = sub.add_parser("export", help="export a run or Gaussian file as PLY, plain PLY, compressed PLY, .spz or .splat",
                        description="Export Gaussians; --segments keeps only those segments.")
-    e.add_argument("input", type=Path, help="run folder, .ply or .splat")
+    e.add_argument("input", type=Path, help="run folder or Gaussian file (.ply, .spz, .splat)")
     e.add_argument("--segments", nargs="+", type=int, metavar="ID", help="export only these segments")
     _output_args(e)
     e.set_defaults(func=run_export)
 
 
 def _output_args(p) -> None:
-    p.add_argument("--out", type=Path, required=True, help="output file (.ply or .splat)")
-    p.add_argument("--format", choices=["ply", "ply-plain", "splat"],
-                   help="output format (default: from the suffix; ply-plain omits the segment property)")
+    p.add_argument("--out", type=Path, required=True,
+                   help="output file (.ply, .compressed.ply, .spz or .splat)")
+    p.add_argument("--format", choices=["ply", "ply-plain", "ply-compressed", "spz", "splat"],
+                   help="output format (default: from the file name; ply-plain omits the segment property; "
+                        "ply-compressed is PlayCanvas/SuperSplat's compressed PLY)")
     p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
 
 

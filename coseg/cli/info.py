@@ -12,7 +12,7 @@ def add_parser(sub) -> None:
     p = sub.add_parser("info", help="summarise a scene folder, run folder or 3DGS .ply",
                        description="Print format, views per split, resolution, classes, "
                                    "Gaussian count and SH degree of PATH.")
-    p.add_argument("path", type=Path, help="scene folder, run folder or .ply/.splat file")
+    p.add_argument("path", type=Path, help="scene folder, run folder or Gaussian file (.ply, compressed .ply, .spz, .splat)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=run)
 
@@ -31,18 +31,9 @@ def summarize(path: Path) -> dict:
 
 
 def _summarize_gaussians(path: Path) -> dict:
-    if path.suffix.lower() == ".splat":
-        from coseg.io.splat import read_splat
+    from coseg.io.formats import read_gaussian_file
 
-        g = read_splat(path)
-        kind = "splat"
-    elif path.suffix.lower() == ".ply":
-        from coseg.io.ply import read_gaussians_ply
-
-        g = read_gaussians_ply(path)
-        kind = "3DGS PLY"
-    else:
-        raise InputError(f"{path}: not a .ply or .splat file")
+    g, kind = read_gaussian_file(path)
     out = {"path": str(path), "kind": kind, "gaussians": len(g), "sh_degree": g.sh_degree}
     if g.segments is not None:
         import numpy as np

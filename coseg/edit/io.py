@@ -22,15 +22,10 @@ def resolve_gaussians_path(path: Path) -> Path:
 
 
 def load_gaussians(path: Path) -> Gaussians:
-    """Read a run folder, a 3DGS .ply or a .splat."""
-    path = resolve_gaussians_path(path)
-    if path.suffix.lower() == ".splat":
-        from coseg.io.splat import read_splat
+    """Read a run folder or a Gaussian file (3DGS or compressed .ply, .spz, .splat)."""
+    from coseg.io.formats import read_gaussian_file
 
-        return read_splat(path)
-    from coseg.io.ply import read_gaussians_ply
-
-    return read_gaussians_ply(path)
+    return read_gaussian_file(resolve_gaussians_path(path))[0]
 
 
 def exporter_for(path: Path, fmt: str | None = None):
@@ -43,10 +38,12 @@ def exporter_for(path: Path, fmt: str | None = None):
             return reg.get("exporter", fmt)
         except KeyError as e:
             raise InputError(str(e).strip('"')) from None
+    # The longest matching suffix wins (".compressed.ply" before ".ply"); among equal ones the first registered.
+    name = Path(path).name.lower()
+    matches = [exp for _, exp in reg.items("exporter") if name.endswith(exp.suffix)]
+    if matches:
+        return max(matches, key=lambda exp: len(exp.suffix))
     suffix = Path(path).suffix.lower()
-    for name, exp in reg.items("exporter"):
-        if exp.suffix == suffix:
-            return exp
     raise InputError(f"{path}: no exporter writes {suffix or 'files without a suffix'} "
                      f"(formats: {', '.join(reg.names('exporter'))})")
 

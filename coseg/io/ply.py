@@ -290,9 +290,6 @@ def _float_block(v: np.ndarray, names: list[str]) -> np.ndarray:
 
 
 def _missing_message(path: Path, names: tuple[str, ...], missing: list[str]) -> str:
-    if "packed_position" in names:
-        return (f"{path}: compressed (PlayCanvas/SuperSplat) PLY is not supported; "
-                "decompress it to a standard 3DGS PLY first")
     shown = ", ".join(missing[:8]) + (", ..." if len(missing) > 8 else "")
     hint = " (it looks like a plain point cloud)" if "opacity" not in names else ""
     return f"{path}: not a 3DGS PLY{hint}: missing vertex properties {shown}"
@@ -303,7 +300,9 @@ def read_gaussians_ply(path: str | os.PathLike):
 
     Accepts the files of the official 3DGS code, gsplat and nerfstudio: any
     property order, normals optional (ignored), float or double properties,
-    binary (either byte order) or ascii. A file without ``f_dc_*`` but with
+    binary (either byte order) or ascii; a PlayCanvas / SuperSplat compressed
+    PLY (``chunk`` + packed ``vertex`` elements) is decoded by
+    `coseg.io.compressed_ply.read_compressed_ply`. A file without ``f_dc_*`` but with
     ``red green blue`` (nerfstudio's rgb colour mode) gets its DC from the colours.
     The SH degree (0-3) follows from the f_rest count (0, 9, 24, 45; channel-major:
     ``f_rest_{c*K + k}`` is ``sh_rest[:, k, c]``). An optional ``segment``
@@ -320,6 +319,10 @@ def read_gaussians_ply(path: str | os.PathLike):
     from coseg.gaussians import Gaussians, rgb_to_sh_dc
 
     path = Path(path)
+    from coseg.io.compressed_ply import is_compressed_ply, read_compressed_ply
+
+    if is_compressed_ply(read_ply_header(path)):
+        return read_compressed_ply(path)
     v = read_vertices(path)
     names = v.dtype.names or ()
     colour_from_rgb = not all(n in names for n in _DC) and all(n in names for n in _RGB)
