@@ -143,7 +143,7 @@ def test_replay_reproduces_the_same_scene():
 def test_listeners_hear_changed_rows():
     doc = EditDocument(_random_gaussians())
     heard = []
-    doc.listeners.append(heard.append)
+    doc.changed.connect(heard.append)
     doc.translate([1], (1, 0, 0))
     assert np.array_equal(heard[-1], doc.rows_of(1))
     doc.undo()

@@ -60,3 +60,34 @@ def test_export_plain_layout_has_no_segment(seg_ply, tmp_path):
     assert read_gaussians_ply(out).segments is None
     header = out.read_bytes()[:4000].split(b"end_header")[0]
     assert b"segment" not in header
+
+
+def test_edit_select_assign_split_rename_and_project(seg_ply, tmp_path, capsys):
+    from coseg.edit.project import load_project
+
+    g, src = seg_ply
+    out, proj = tmp_path / "fixed.ply", tmp_path / "fixed.cosegproj"
+    box = "box:-10,-10,-10,0,10,10"
+    rc = main(["edit", str(src), "--select", box, "--select", "remove:segment:7", "--assign", "new:left part",
+               "--merge", "1", "4", "--rename", "1", "one", "--scale", "7", "2",
+               "--out", str(out), "--save-project", str(proj)])
+    assert rc == 0, capsys.readouterr().err
+    e = read_gaussians_ply(out)
+    left = (g.means[:, 0] <= 0) & (g.segments != 7)
+    assert (e.segments[left] == 8).all()
+    assert set(e.segments[~left].tolist()) <= {1, 7}
+    np.testing.assert_allclose(e.scales[g.segments == 7], 2 * g.scales[g.segments == 7], rtol=1e-5)
+    project = load_project(proj)
+    assert [op["op"] for op in project.ops] == ["assign", "merge", "rename", "transform"]
+    # the project replays headless to the same file
+    again = tmp_path / "again.ply"
+    assert main(["edit", str(proj), "--out", str(again)]) == 0
+    assert again.read_bytes() == out.read_bytes()
+
+
+def test_edit_select_errors(seg_ply, tmp_path, capsys):
+    _, src = seg_ply
+    assert main(["edit", str(src), "--select", "cube:1", "--out", str(tmp_path / "x.ply")]) == 1
+    assert "unknown selection" in capsys.readouterr().err
+    assert main(["edit", str(src), "--select", "sphere:1,2", "--out", str(tmp_path / "x.ply")]) == 1
+    assert "expected 4" in capsys.readouterr().err

@@ -86,6 +86,62 @@ def rotate(g: Gaussians, idx: np.ndarray, degrees, center=None) -> dict[str, np.
     }
 
 
+def transform(g: Gaussians, idx: np.ndarray, pivot, rotation=(1.0, 0.0, 0.0, 0.0), scale: float = 1.0,
+              translate=(0.0, 0.0, 0.0), with_sh: bool = True) -> dict[str, np.ndarray]:
+    """New rows of `idx` under x -> pivot + scale * R (x - pivot) + translate.
+
+    Orientations are pre-multiplied by R, log-scales shifted by log(scale)
+    (a uniform scale keeps every Gaussian a scaled copy of itself), and the
+    higher SH bands rotated by R so the colour seen from R d equals the old
+    colour from d.
+
+    Args:
+        g: the model. idx: [M] rows.
+        pivot: [3] fixed point of the rotation and scale.
+        rotation: (w, x, y, z) quaternion of R (normalised here).
+        scale: uniform factor > 0.
+        translate: [3] applied after rotation and scale.
+        with_sh: False leaves out sh_rest (a drag preview: the viewport draws
+            SH degree 0, and the committed step computes it).
+
+    Returns:
+        Field name -> [M, ...] new values (means, quats, log_scales[, sh_rest]).
+    """
+    q = np.asarray(rotation, np.float64)
+    q = q / np.linalg.norm(q)
+    R = quat_to_matrix(q)
+    if not scale > 0:
+        raise ValueError(f"scale factor {scale} must be positive")
+    c = np.asarray(pivot, np.float64)
+    means = (g.means[idx].astype(np.float64) - c) @ (scale * R).T + c + np.asarray(translate, np.float64)
+    out = {
+        "means": means.astype(np.float32),
+        "quats": quat_multiply(q, g.quats[idx]).astype(np.float32),
+        "log_scales": (g.log_scales[idx].astype(np.float64) + np.log(scale)).astype(np.float32),
+    }
+    if with_sh:
+        out["sh_rest"] = rotate_sh_rest(g.sh_rest[idx], R)
+    return out
+
+
+def quat_to_matrix(q: np.ndarray) -> np.ndarray:
+    """[3, 3] rotation matrix of a unit (w, x, y, z) quaternion."""
+    w, x, y, z = np.asarray(q, np.float64)
+    return np.array([
+        [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
+        [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
+        [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
+    ])
+
+
+def axis_angle_quat(axis, degrees: float) -> np.ndarray:
+    """[4] (w, x, y, z) quaternion turning `degrees` about `axis` [3]."""
+    a = np.asarray(axis, np.float64)
+    a = a / max(np.linalg.norm(a), 1e-12)
+    half = np.deg2rad(degrees) / 2
+    return np.concatenate([[np.cos(half)], np.sin(half) * a])
+
+
 def recolor(g: Gaussians, idx: np.ndarray, rgb) -> dict[str, np.ndarray]:
     """New sh_dc and sh_rest of `idx` tinted to `rgb` in [0, 1], keeping shading."""
     target = np.clip(np.asarray(rgb, np.float64), 0.0, 1.0)
@@ -110,8 +166,25 @@ def duplicate(g: Gaussians, idx: np.ndarray, offset, new_segment: int | None) ->
     return part
 
 
-def default_duplicate_offset(g: Gaussians, idx: np.ndarray) -> np.ndarray:
-    """Offset that places a copy beside the original: 1.2 × its x-extent along +x."""
+def default_duplicate_offset(g: Gaussians, idx: np.ndarray, direction=(1.0, 0.0, 0.0)) -> np.ndarray:
+    """Offset that places a copy beside the original along `direction` [3] (a unit vector).
+
+    The copy moves by 1.1 x the extent of the central 98 % of the rows along
+    that direction, so a few stray splats do not throw it far away. The
+    studio passes the camera's right axis (beside the original on screen,
+    at the same depth); the default is +x.
+    """
+    d = np.asarray(direction, np.float64)
+    d = d / max(np.linalg.norm(d), 1e-12)
+    if not len(idx):
+        return np.zeros(3, np.float32)
+    along = g.means[idx].astype(np.float64) @ d
+    lo, hi = np.percentile(along, [1, 99])
+    return (1.1 * max(float(hi - lo), 1e-3) * d).astype(np.float32)
+
+
+def legacy_duplicate_offset(g: Gaussians, idx: np.ndarray) -> np.ndarray:
+    """The offset of projects saved before duplicates recorded theirs: 1.2 x the x-extent along +x."""
     pts = g.means[idx]
     ext = float(pts[:, 0].max() - pts[:, 0].min()) if len(pts) else 0.0
     return np.array([1.2 * max(ext, 1e-3), 0.0, 0.0], np.float32)
@@ -135,5 +208,6 @@ def parse_color(text: str) -> np.ndarray:
     raise ValueError(f"colour {text!r} is not '#rrggbb' or 'r,g,b'")
 
 
-__all__ = ["translate", "rotate", "recolor", "duplicate", "rotation_matrix_xyz", "matrix_to_quat",
-           "quat_multiply", "parse_color", "default_duplicate_offset", "SH_C0"]
+__all__ = ["translate", "rotate", "transform", "recolor", "duplicate", "rotation_matrix_xyz", "matrix_to_quat",
+           "quat_multiply", "quat_to_matrix", "axis_angle_quat", "parse_color", "default_duplicate_offset",
+           "SH_C0"]

@@ -24,11 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from coseg.errors import InputError
+from coseg.edit.replay import KNOWN_OPS
 from coseg.io.atomic import write_json_atomic
 
 PROJECT_SUFFIX = ".cosegproj"
 FORMAT_VERSION = 1
-_KNOWN_OPS = {"delete", "move", "rotate", "recolor", "duplicate"}
 
 
 @dataclass
@@ -79,7 +79,7 @@ def load_project(path: str | Path) -> StudioProject:
     if int(data.get("version", 0)) > FORMAT_VERSION:
         raise InputError(f"{path}: project version {data['version']} is newer than this studio ({FORMAT_VERSION})")
     ops = data.get("ops") or []
-    bad = [op for op in ops if not isinstance(op, dict) or op.get("op") not in _KNOWN_OPS]
+    bad = [op for op in ops if not isinstance(op, dict) or op.get("op") not in KNOWN_OPS]
     if bad:
         raise InputError(f"{path}: unknown edit operation {bad[0]!r}")
     source = Path(data["source"])
