@@ -1,12 +1,16 @@
-"""The studio's model: the opened scene, its segments, the selection and edits.
+"""The studio's model adapter: the opened scene's GUI-free models, seen through Qt signals.
 
-`StudioDocument` wraps a `coseg.edit.EditDocument` (which owns the Gaussians
-and the undo history, GUI-free) and adds what only the studio needs: segment
-names, hidden and locked segments and the selection. Views subscribe to its
-Qt signals; the viewport refreshes only the GPU buffers an edit touched.
+The state lives in `coseg.edit`: `EditDocument` (Gaussians, segment names,
+undo history) and `EditorState` (splat selection mask, hidden splats,
+locked segments), both Qt-free with plain-callback `Signal`s, as napari
+keeps layer state in evented models outside Qt. `StudioDocument` owns one
+pair per opened model and re-emits their events as Qt signals for the
+views (one mechanism per layer: callbacks in coseg, Qt signals in app). It
+adds the segment-level conveniences the panels use (select segments,
+counts, names) and the per-Gaussian viewport state.
 
-Edits go through `edit(fn)` so that locked segments are skipped and the
-viewport hears about the change: ``doc.edit(lambda e, ids: e.delete(ids))``.
+Edits go through `edit_rows(fn)`: `fn(edits, rows)` gets the selected rows
+outside locked segments, so locked segments are never edited.
 """
 
 from __future__ import annotations
@@ -19,10 +23,11 @@ from PySide6.QtCore import QObject, Signal
 from app.loading import LoadedModel
 from app.palette import segment_colors
 from coseg.edit import EditDocument
+from coseg.edit.state import EditorState
 
 
 class StudioDocument(QObject):
-    """The opened model plus segment state (see module docstring)."""
+    """The opened model and its editor state (see module docstring)."""
 
     model_changed = Signal()
     """A new model was loaded (everything changed)."""
@@ -31,7 +36,7 @@ class StudioDocument(QObject):
     segments_changed = Signal()
     """Segment list, names, visibility or locks changed."""
     state_changed = Signal()
-    """Hidden segments changed (only the per-Gaussian state needs redrawing)."""
+    """Hidden splats changed (only the per-Gaussian state needs redrawing)."""
     selection_changed = Signal()
     history_changed = Signal()
     """An undo step was added, undone or redone (a drag: once, when it ends)."""
@@ -40,23 +45,24 @@ class StudioDocument(QObject):
         super().__init__(parent)
         self.loaded: LoadedModel | None = None
         self.edits: EditDocument | None = None
-        self.names: dict[int, str] = {}
-        self.hidden: set[int] = set()
-        self.locked: set[int] = set()
-        self.selection: set[int] = set()
+        self.state: EditorState | None = None
         self._counts: dict[int, int] | None = None
+        self._in_replay = False
 
     # ------------------------------------------------------------ loading
     def set_model(self, loaded: LoadedModel) -> None:
         self.loaded = loaded
-        self.edits = EditDocument(loaded.gaussians)
-        self.edits.listeners.append(self._on_edit)
+        g = loaded.gaussians
+        ids = [0] if g.segments is None else np.unique(g.segments).tolist()
+        names = {0: "unsegmented"} if g.segments is None else {
+            int(i): loaded.classes.get(int(i), f"segment {int(i)}") for i in ids}
+        self.edits = EditDocument(g, names)
+        self.state = EditorState(self.edits)
+        self.edits.changed.connect(self._on_edit)
+        self.state.selection_changed.connect(self.selection_changed.emit)
+        self.state.hidden_changed.connect(self._on_hidden)
+        self.state.locked_changed.connect(self.segments_changed.emit)
         self._counts = None
-        if loaded.gaussians.segments is None:
-            self.names = {0: "unsegmented"}
-        else:
-            self.names = {int(i): loaded.classes.get(int(i), f"segment {int(i)}") for i in self.segment_ids()}
-        self.hidden, self.locked, self.selection = set(), set(), set()
         self.model_changed.emit()
         self.segments_changed.emit()
         self.selection_changed.emit()
@@ -83,107 +89,127 @@ class StudioDocument(QObject):
         return dict(self._counts)
 
     def name_of(self, segment_id: int) -> str:
-        return self.names.get(int(segment_id), f"segment {int(segment_id)}")
+        return self.edits.name_of(segment_id) if self.edits is not None else f"segment {int(segment_id)}"
 
     def rename(self, segment_id: int, name: str) -> None:
-        self.names[int(segment_id)] = name
-        self.segments_changed.emit()
+        """Rename a segment (an undoable edit)."""
+        if self.edits is not None:
+            self.edits.rename(segment_id, name)
+
+    @property
+    def hidden(self) -> set[int]:
+        """Segments whose live splats are all hidden."""
+        return set() if self.state is None else self.state.hidden_segments()
+
+    @property
+    def locked(self) -> set[int]:
+        return set() if self.state is None else set(self.state.locked)
+
+    @locked.setter
+    def locked(self, ids: Iterable[int]) -> None:
+        self.state.set_locked(self.state.locked, False)
+        self.state.set_locked(ids, True)
 
     def set_hidden(self, ids: Iterable[int], hidden: bool) -> None:
-        ids = {int(i) for i in ids}
-        self.hidden = self.hidden | ids if hidden else self.hidden - ids
-        self.segments_changed.emit()
-        self.state_changed.emit()
+        self.state.set_segments_hidden(ids, hidden)
 
     def set_locked(self, ids: Iterable[int], locked: bool) -> None:
-        ids = {int(i) for i in ids}
-        self.locked = self.locked | ids if locked else self.locked - ids
-        self.segments_changed.emit()
+        self.state.set_locked(ids, locked)
 
     # ------------------------------------------------------------ selection
+    @property
+    def selection(self) -> set[int]:
+        """Segments with at least one selected splat."""
+        return set() if self.state is None else set(self.state.selected_segments())
+
     def select(self, ids: Iterable[int], how: str = "replace") -> None:
-        """Change the selection: how = "replace" | "add" | "toggle"."""
-        ids = {int(i) for i in ids}
-        if how == "add":
-            new = self.selection | ids
-        elif how == "toggle":
-            new = self.selection ^ ids
-        else:
-            new = ids
-        if new != self.selection:
-            self.selection = new
-            self.selection_changed.emit()
+        """Select whole segments: how = "replace" | "add" | "remove" | "toggle" (remove if all selected)."""
+        if self.state is None:
+            return
+        ids = [int(i) for i in ids]
+        if how == "toggle":
+            rows = np.isin(self.edits.segments, ids) & self.state.visible
+            how = "remove" if rows.any() and self.state.selection[rows].all() else "add"
+        self.state.select_segments(ids, how)
 
     def select_all(self) -> None:
-        self.select(self.segment_ids())
+        if self.state is not None:
+            self.state.select_all()
 
     def select_none(self) -> None:
-        self.select(())
+        if self.state is not None:
+            self.state.select_none()
 
     def invert_selection(self) -> None:
-        self.select(set(self.segment_ids()) - self.selection)
+        if self.state is not None:
+            self.state.invert_selection()
 
     def selected_rows(self) -> np.ndarray:
-        """[M] indices of the live Gaussians of the selected segments."""
-        if not self.selection:
-            return np.zeros(0, np.int64)
-        return self.edits.rows_of(sorted(self.selection))
+        """[M] indices of the selected Gaussians."""
+        return np.zeros(0, np.int64) if self.state is None else self.state.selected_rows()
+
+    def editable_rows(self) -> np.ndarray:
+        """[M] selected rows outside locked segments."""
+        return np.zeros(0, np.int64) if self.state is None else self.state.editable_rows()
+
+    @property
+    def has_selection(self) -> bool:
+        return self.state is not None and bool(self.state.selection.any())
 
     # ------------------------------------------------------------ per-Gaussian arrays
     def segment_colors(self) -> np.ndarray:
         """[N] -> [N, 3] float32 palette colour of every Gaussian's segment."""
         return segment_colors(self.edits.segments)
 
-    def state(self) -> np.ndarray:
+    def state_array(self) -> np.ndarray:
         """[N] float32 viewport state: 0 normal, 1 selected, 2 hidden or deleted."""
-        seg = self.edits.segments
-        state = np.zeros(len(seg), np.float32)
-        if self.selection:
-            state[np.isin(seg, list(self.selection))] = 1.0
-        hidden = self.edits.deleted.copy()
-        if self.hidden:
-            hidden |= np.isin(seg, list(self.hidden))
-        state[hidden] = 2.0
-        return state
+        s = self.state
+        out = s.selection.astype(np.float32)
+        out[self.edits.deleted | s.hidden] = 2.0
+        return out
 
     def visible_mask(self) -> np.ndarray:
-        """[N] bool: Gaussians that are drawn (not deleted, not in a hidden segment)."""
-        return self.state() < 1.5
+        """[N] bool: Gaussians that are drawn (not deleted, not hidden)."""
+        return self.state.visible
 
     # ------------------------------------------------------------ edits
-    def edit(self, fn: Callable[[EditDocument, list[int]], object], ids: Iterable[int] | None = None):
-        """Apply an edit to the given (default: selected) segments, skipping locked ones."""
-        targets = sorted(set(self.selection if ids is None else ids) - self.locked)
-        if not targets or self.edits is None:
+    def edit_rows(self, fn: Callable[[EditDocument, np.ndarray], object]):
+        """Apply `fn(edits, rows)` to the selected rows outside locked segments (nothing when none)."""
+        rows = self.editable_rows()
+        if not len(rows) or self.edits is None:
             return None
-        return fn(self.edits, targets)
+        return fn(self.edits, rows)
 
     def replay(self, op_list: list[dict]) -> None:
         """Apply saved operations (a project's history) with one viewport refresh at the end."""
-        self.edits.listeners.remove(self._on_edit)
+        self._in_replay = True
         try:
             self.edits.replay(op_list)
         finally:
-            self.edits.listeners.append(self._on_edit)
+            self._in_replay = False
             self._on_edit(None)
 
-    def isolate(self, ids: Iterable[int]) -> None:
-        """Hide every segment except `ids` (view state, not an edit)."""
-        keep = {int(i) for i in ids}
-        if keep:
-            self.hidden = set(self.segment_ids()) - keep
-            self.segments_changed.emit()
-            self.state_changed.emit()
-
     def view_state(self) -> dict:
-        """JSON-able names, hidden and locked segments (what a project keeps besides the edits)."""
-        return {"names": {str(k): v for k, v in self.names.items()},
-                "hidden": sorted(self.hidden), "locked": sorted(self.locked)}
+        """JSON-able segment names, hidden splats and locked segments (what a project keeps besides the edits)."""
+        from coseg.edit.rowsets import encode_rows
+
+        return {"names": {str(k): v for k, v in self.edits.names.items()},
+                "hidden_rows": encode_rows(np.flatnonzero(self.state.hidden), len(self.edits)),
+                "locked": sorted(self.state.locked)}
 
     def apply_view_state(self, view: dict) -> None:
-        self.names.update({int(k): str(v) for k, v in (view.get("names") or {}).items()})
-        self.locked = {int(i) for i in view.get("locked", [])}
-        self.set_hidden([int(i) for i in view.get("hidden", [])], True)
+        """Restore a project's view state (older projects: names and hidden segments)."""
+        from coseg.edit.rowsets import decode_rows
+
+        self.edits.names.update({int(k): str(v) for k, v in (view.get("names") or {}).items()})
+        self.state.set_locked([int(i) for i in view.get("locked", [])], True)
+        if view.get("hidden_rows"):
+            mask = np.zeros(len(self.edits), bool)
+            mask[decode_rows(view["hidden_rows"], len(self.edits))] = True
+            self.state.set_hidden_rows(mask)
+        elif view.get("hidden"):
+            self.set_hidden([int(i) for i in view["hidden"]], True)
+        self.segments_changed.emit()
 
     def undo(self) -> bool:
         return self.edits is not None and self.edits.undo()
@@ -191,13 +217,14 @@ class StudioDocument(QObject):
     def redo(self) -> bool:
         return self.edits is not None and self.edits.redo()
 
+    def _on_hidden(self) -> None:
+        self.segments_changed.emit()
+        self.state_changed.emit()
+
     def _on_edit(self, rows: np.ndarray | None) -> None:
+        if self._in_replay:
+            return
         self._counts = None
-        known = set(self.names)
-        for i in self.segment_ids():
-            if i not in known:
-                self.names[i] = self.loaded.classes.get(i, f"segment {i}")
-        self.selection &= set(self.segment_ids())
         self.rows_changed.emit(rows)
         self.segments_changed.emit()
         if not self.edits.in_group:

@@ -133,15 +133,30 @@ def start_segment(win: "MainWindow") -> None:
 
 
 def start_build(win: "MainWindow") -> None:
-    """Ask for a run folder and start building the opened scene into it (resumes if it has checkpoints)."""
+    """Ask for a run folder (made if new) and build the opened scene into it (resumes from its checkpoints).
+
+    The dialog proposes ``<scene>-run`` beside the scene folder; a name that
+    does not exist yet is created. The iterations default to the CLI's
+    (`BuildConfig().iterations`).
+    """
+    from coseg.building import BuildConfig
+
     loaded = win.doc.loaded
     if loaded is None or loaded.scene is None:
         QMessageBox.information(win, "Build", "Open a scene folder (or a run whose scene is available) first.")
         return
-    folder = QFileDialog.getExistingDirectory(win, "Run folder for the build", str(loaded.scene.root.parent))
+    root = Path(loaded.scene.root)
+    folder, _ = QFileDialog.getSaveFileName(win, "Run folder for the build (a new or an existing folder)",
+                                            str(root.parent / f"{root.name}-run"), "Folders (*)",
+                                            options=QFileDialog.DontConfirmOverwrite)
     if not folder:
         return
-    iterations, ok = QInputDialog.getInt(win, "Build", "Iterations", 2000, 10, 100_000, 100)
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        win.show_error("Build", f"{folder}: cannot create the run folder ({e.strerror or e})")
+        return
+    iterations, ok = QInputDialog.getInt(win, "Build", "Iterations", BuildConfig().iterations, 10, 100_000, 100)
     if not ok:
         return
     worker = build_worker(loaded.scene, Path(folder), iterations)

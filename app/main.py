@@ -75,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
         for bar in win.findChildren(QToolBar):
             bar.hide()
         win.canvas.native.setFixedSize(*size)
+    elif args.size is None:
+        win.fill_screen()
     win.show()
     app.processEvents()
     if args.path and not _open(win, args.path):

@@ -1,4 +1,10 @@
-"""The studio's main window: viewport in the centre, segments / properties / log docks."""
+"""The studio's main window: the viewport fills it; compact, collapsible docks around it.
+
+Segments and selection tools on the left, properties on the right, the log
+at the bottom (closed until a job runs or View > Panels opens it). The
+status bar always tells the live Gaussian count and the selection after
+every edit, undo, redo and selection change.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 from PySide6.QtCore import QSettings, Qt
-from PySide6.QtWidgets import QFileDialog, QLabel, QMainWindow, QMessageBox
+from PySide6.QtWidgets import QApplication, QFileDialog, QLabel, QMainWindow, QMessageBox
 
 from app.actions import build_menus
 from app.document import StudioDocument
@@ -18,9 +24,12 @@ from app.loading import LoadedModel, load_path
 from app.log_dock import LogDock
 from app.editing import EditController
 from app.panels import SegmentsPanel
+from app.palette import segment_colors
 from app.project_files import ProjectFiles
 from app.properties import PropertiesPanel
 from app.picking import Picker, warm_up
+from app.selection_panel import SelectionPanel
+from app.tools import ViewportTools
 from app.viewport.camera import look_rotation
 from app.viewport.canvas import SplatCanvas
 from app.workers import GeneratorWorker
@@ -49,21 +58,28 @@ class MainWindow(QMainWindow):
         self.headless = False
         """True for --screenshot / --benchmark: errors go to stderr instead of a dialog."""
         self.editor = EditController(self.doc, self.canvas, self)
+        self.tools = ViewportTools(self)
+        self.canvas.tools = self.tools
         self.projects = ProjectFiles(self)
-        self.segments_panel = SegmentsPanel(self.doc, self)
+        self.segments_panel = SegmentsPanel(self.doc, self.editor, self)
+        self.selection_panel = SelectionPanel(self, self)
         self.properties_panel = PropertiesPanel(self.doc, self.editor, self)
         self.log_dock = LogDock(self)
         self.addDockWidget(Qt.LeftDockWidgetArea, self.segments_panel)
+        self.addDockWidget(Qt.LeftDockWidgetArea, self.selection_panel)
         self.addDockWidget(Qt.RightDockWidgetArea, self.properties_panel)
         self.addDockWidget(Qt.BottomDockWidgetArea, self.log_dock)
-        self.resizeDocks([self.log_dock], [170], Qt.Vertical)
-        self.resizeDocks([self.segments_panel, self.properties_panel], [260, 260], Qt.Horizontal)
+        self.log_dock.hide()  # opened by a job, or View > Panels > Log
+        self.resizeDocks([self.segments_panel, self.properties_panel], [230, 210], Qt.Horizontal)
+        self._shown_segments = np.zeros(0, np.int32)
         logging.getLogger("coseg").addHandler(self.log_dock.handler)
         self._coseg_log_level = logging.getLogger("coseg").level
         logging.getLogger("coseg").setLevel(logging.INFO)
         logging.getLogger("app").addHandler(self.log_dock.handler)
         self.fps_label, self.note_label = QLabel(""), QLabel("Open a .ply, a run folder or a scene folder (Ctrl+O)")
+        self.count_label = QLabel("")
         self.statusBar().addWidget(self.note_label, 1)
+        self.statusBar().addPermanentWidget(self.count_label)
         self.statusBar().addPermanentWidget(self.fps_label)
         self.actions = build_menus(self)
         self.doc.model_changed.connect(self._upload_model)
@@ -71,6 +87,11 @@ class MainWindow(QMainWindow):
         self.doc.selection_changed.connect(self._state_changed)
         self.doc.state_changed.connect(self._state_changed)
         self.doc.state_changed.connect(self._refresh_picker)
+        for sig in (self.doc.model_changed, self.doc.rows_changed, self.doc.selection_changed,
+                    self.doc.state_changed):
+            sig.connect(self.refresh_counts)
+        self.tools.selected.connect(lambda n, ms: self.statusBar().showMessage(
+            f"{n:,} splats selected ({ms:.0f} ms)", 4000))
         self.canvas.signals.picked.connect(self.pick_at)
         self.canvas.signals.fps_changed.connect(lambda fps: self.fps_label.setText(f"{fps:5.1f} FPS"))
         self.log_dock.pause_clicked.connect(self.toggle_pause)
@@ -124,7 +145,8 @@ class MainWindow(QMainWindow):
         self.note_label.setText(loaded.note)
 
     def open_dialog(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Open", "", "Gaussians or project (*.ply *.splat *.cosegproj);;All files (*)")
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Open", "", "Gaussians or project (*.ply *.spz *.splat *.cosegproj);;All files (*)")
         if path:
             self.open_path(path)
 
@@ -154,8 +176,21 @@ class MainWindow(QMainWindow):
     def _upload_model(self) -> None:
         g = self.doc.gaussians
         alt = self._alt_colors()
-        self.canvas.set_model(g.means, lambda r: (r.set_gaussians(g, alt), r.set_state(self.doc.state())))
+        self._shown_segments = g.segments.copy()
+        self.canvas.set_model(g.means, lambda r: (r.set_gaussians(g, alt), r.set_state(self.doc.state_array())))
         self._refresh_picker()
+
+    def refresh_counts(self, *_args) -> None:
+        """The status bar's live Gaussian and selection counts (true after every edit)."""
+        if not self.doc.is_open:
+            self.count_label.setText("")
+            return
+        live = int((~self.doc.edits.deleted).sum())
+        selected = int(self.doc.state.selection.sum())
+        text = f"{live:,} Gaussians"
+        if selected:
+            text += f" · {selected:,} selected in {len(self.doc.selection)} segment(s)"
+        self.count_label.setText(text)
 
     def _alt_colors(self) -> np.ndarray:
         if self.canvas.mode == "features":
@@ -172,16 +207,24 @@ class MainWindow(QMainWindow):
             self._upload_model()
             return
         self.canvas.set_current()
-        moved = self.canvas.renderer.update_rows(g, np.asarray(rows))
-        self.canvas.renderer.set_state(self.doc.state())
+        rows = np.asarray(rows, np.int64)
+        moved = self.canvas.renderer.update_rows(g, rows)
+        relabelled = rows[g.segments[rows] != self._shown_segments[rows]] if len(rows) else rows
+        if len(relabelled):  # an assign, merge or split: new segment colours for those rows
+            self._shown_segments[relabelled] = g.segments[relabelled]
+            if self.canvas.mode != "features":
+                self.canvas.renderer.update_alt_rows(relabelled, segment_colors(g.segments[relabelled]))
+        self.canvas.renderer.set_state(self.doc.state_array())
         if moved:
             self.canvas.set_means(g.means)
         self.canvas.show_edit(bool(moved))
         self._refresh_picker()
 
     def _state_changed(self) -> None:
+        if not self.doc.is_open:
+            return
         self.canvas.set_current()
-        self.canvas.renderer.set_state(self.doc.state())
+        self.canvas.renderer.set_state(self.doc.state_array())
         self.canvas.update()
 
     def _refresh_picker(self) -> None:
@@ -190,9 +233,7 @@ class MainWindow(QMainWindow):
 
     def set_mode(self, mode: str) -> None:
         self.canvas.mode = mode
-        act = self.actions.mode_actions.get(mode)
-        if act is not None and not act.isChecked():
-            act.setChecked(True)  # a mode set from code (--mode, tests) shows in the toolbar too
+        self.actions.show_mode(mode)  # a mode set from code (--mode, tests) shows in the menu and toolbar too
         if self.doc.is_open:
             self.canvas.set_current()
             self.canvas.renderer.set_alt_colors(self._alt_colors())
@@ -255,7 +296,7 @@ class MainWindow(QMainWindow):
         t0 = time.perf_counter()
         sid = self.picker.pick(self.canvas.camera.viewmat(), self.canvas.camera.focal(w, h), (w, h),
                                (x + 0.5) * ratio, (y + 0.5) * ratio)
-        how = {"shift": "add", "ctrl": "toggle"}.get(modifier, "replace")
+        how = {"shift": "add", "ctrl": "remove"}.get(modifier, "replace")
         if sid is None:
             if how == "replace":
                 self.doc.select_none()
@@ -271,6 +312,15 @@ class MainWindow(QMainWindow):
     def show_all(self) -> None:
         self.editor.show_all()
 
+    def fill_screen(self, fraction: float = 0.9) -> None:
+        """Size the window to `fraction` of the screen's available area, centred."""
+        screen = self.screen() or QApplication.primaryScreen()
+        if screen is None:
+            return
+        area = screen.availableGeometry()
+        w, h = int(area.width() * fraction), int(area.height() * fraction)
+        self.setGeometry(area.x() + (area.width() - w) // 2, area.y() + (area.height() - h) // 2, w, h)
+
     def delete_selection(self) -> None:
         self.editor.delete()
 
@@ -284,6 +334,7 @@ class MainWindow(QMainWindow):
             QMessageBox.information(self, "Busy", f"{self.worker.name} is still running")
             return
         self.worker = worker
+        self.log_dock.show()
         self.log_dock.job_started(worker.name)
         worker.progress.connect(self.log_dock.job_progress)
         worker.finished_with.connect(lambda rec: self.log_dock.job_ended(

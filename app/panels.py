@@ -1,15 +1,25 @@
-"""The segments panel (the properties panel is `app.properties`)."""
+"""The segments panel (the properties panel is `app.properties`, the selection tools `app.selection_panel`).
+
+One compact row per segment: show and lock check boxes, the id on its
+palette colour, the editable name (double-click; a rename is an undoable
+edit), live and selected Gaussian counts. Selecting rows selects those
+segments' splats; a splat selection made in the viewport selects the rows
+of every segment it touches. Below the table: Merge (the chosen segments
+into the first) and Split (a segment into its 3D-connected parts).
+"""
 
 from __future__ import annotations
 
 from PySide6.QtCore import QSignalBlocker, Qt
 from PySide6.QtGui import QColor
-from PySide6.QtWidgets import (QAbstractItemView, QDockWidget, QTableWidget, QTableWidgetItem, QWidget)
+from PySide6.QtWidgets import (QAbstractItemView, QDockWidget, QHBoxLayout, QHeaderView, QPushButton,
+                               QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
 from app.document import StudioDocument
+from app.editing import EditController
 from app.palette import color_hex
 
-COL_VISIBLE, COL_LOCKED, COL_ID, COL_NAME, COL_COUNT = range(5)
+COL_VISIBLE, COL_LOCKED, COL_ID, COL_NAME, COL_COUNT, COL_SELECTED = range(6)
 
 
 class SegmentsPanel(QDockWidget):
@@ -18,17 +28,39 @@ class SegmentsPanel(QDockWidget):
     Selecting rows selects segments in the document (and the other way round).
     """
 
-    def __init__(self, doc: StudioDocument, parent: QWidget | None = None) -> None:
+    def __init__(self, doc: StudioDocument, editor: EditController, parent: QWidget | None = None) -> None:
         super().__init__("Segments", parent)
         self.setObjectName("segments_dock")
+        self.setMinimumWidth(230)
+        self.setMaximumWidth(360)
         self.doc = doc
-        self.table = QTableWidget(0, 5)
-        self.table.setHorizontalHeaderLabels(["Show", "Lock", "Id", "Name", "Gaussians"])
+        self.editor = editor
+        self.table = QTableWidget(0, 6)
+        self.table.setHorizontalHeaderLabels(["", "", "Id", "Name", "Count", "Sel"])
+        self.table.horizontalHeaderItem(COL_VISIBLE).setToolTip("shown")
+        self.table.horizontalHeaderItem(COL_LOCKED).setToolTip("locked (edits skip it)")
         self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.ExtendedSelection)
         self.table.verticalHeader().setVisible(False)
-        self.table.horizontalHeader().setStretchLastSection(True)
-        self.setWidget(self.table)
+        self.table.verticalHeader().setDefaultSectionSize(20)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeToContents)
+        header.setSectionResizeMode(COL_NAME, QHeaderView.Stretch)
+        body = QWidget()
+        lay = QVBoxLayout(body)
+        lay.setContentsMargins(2, 2, 2, 2)
+        lay.addWidget(self.table)
+        row = QHBoxLayout()
+        self.merge_button = QPushButton("Merge")
+        self.merge_button.setToolTip("merge the chosen segments into the first")
+        self.merge_button.clicked.connect(lambda: self.editor.merge(self.chosen()))
+        self.split_button = QPushButton("Split")
+        self.split_button.setToolTip("split the chosen segment into its 3D-connected parts")
+        self.split_button.clicked.connect(lambda: self.editor.split(self.chosen()[0]) if self.chosen() else None)
+        row.addWidget(self.merge_button)
+        row.addWidget(self.split_button)
+        lay.addLayout(row)
+        self.setWidget(body)
         self._ids: list[int] = []
         doc.segments_changed.connect(self.refresh)
         doc.selection_changed.connect(self._sync_selection)
@@ -39,9 +71,10 @@ class SegmentsPanel(QDockWidget):
         with QSignalBlocker(self.table):
             self._ids = self.doc.segment_ids() if self.doc.is_open else []
             counts = self.doc.segment_counts() if self.doc.is_open else {}
+            hidden, locked = self.doc.hidden, self.doc.locked
             self.table.setRowCount(len(self._ids))
             for row, sid in enumerate(self._ids):
-                for col, checked in ((COL_VISIBLE, sid not in self.doc.hidden), (COL_LOCKED, sid in self.doc.locked)):
+                for col, checked in ((COL_VISIBLE, sid not in hidden), (COL_LOCKED, sid in locked)):
                     item = QTableWidgetItem()
                     item.setFlags(Qt.ItemIsUserCheckable | Qt.ItemIsEnabled | Qt.ItemIsSelectable)
                     item.setCheckState(Qt.Checked if checked else Qt.Unchecked)
@@ -57,21 +90,40 @@ class SegmentsPanel(QDockWidget):
                 count.setFlags(Qt.ItemIsEnabled | Qt.ItemIsSelectable)
                 count.setTextAlignment(Qt.AlignRight | Qt.AlignVCenter)
                 self.table.setItem(row, COL_COUNT, count)
-            self.table.resizeColumnsToContents()
+                picked = QTableWidgetItem("")
+                picked.setFlags(Qt.ItemIsEnabled | Qt.ItemIsSelectable)
+                picked.setTextAlignment(Qt.AlignRight | Qt.AlignVCenter)
+                self.table.setItem(row, COL_SELECTED, picked)
         self._sync_selection()
 
+    def chosen(self) -> list[int]:
+        """Segment ids of the selected table rows, in table order."""
+        rows = sorted({i.row() for i in self.table.selectionModel().selectedRows()})
+        return [self._ids[r] for r in rows]
+
     def _sync_selection(self) -> None:
+        per = self.doc.state.selected_per_segment() if self.doc.is_open else {}
         with QSignalBlocker(self.table):
+            for row, sid in enumerate(self._ids):
+                item = self.table.item(row, COL_SELECTED)
+                if item is not None:
+                    item.setText(f"{per[sid]:,}" if sid in per else "")
             self.table.clearSelection()
             model = self.table.selectionModel()
             for row, sid in enumerate(self._ids):
-                if sid in self.doc.selection:
+                if sid in per:
                     model.select(self.table.model().index(row, 0),
                                  model.SelectionFlag.Select | model.SelectionFlag.Rows)
+        self._refresh_buttons()
+
+    def _refresh_buttons(self) -> None:
+        chosen = self.chosen() if self.doc.is_open else []
+        self.merge_button.setEnabled(len(chosen) > 1)
+        self.split_button.setEnabled(len(chosen) == 1)
 
     def _selection_from_table(self) -> None:
-        rows = {i.row() for i in self.table.selectionModel().selectedRows()}
-        self.doc.select([self._ids[r] for r in rows])
+        self.doc.select(self.chosen())
+        self._refresh_buttons()
 
     def _item_changed(self, item: QTableWidgetItem) -> None:
         sid = self._ids[item.row()]

@@ -8,10 +8,13 @@
   a source whose autosave holds edits offers to restore them. The autosave is
   removed when the window closes with no edits, or with the edits saved in a
   project.
-- Export writes INRIA PLY with `segment`, plain INRIA PLY or `.splat`, of the
-  whole edited scene or the selected segments only. It never replaces the
-  source or the loaded file, and replaces another existing file only when
-  the save dialog has asked about it.
+- Export writes INRIA PLY with `segment`, plain INRIA PLY, compressed PLY
+  (PlayCanvas / SuperSplat), `.spz` or `.splat`, of the whole edited scene
+  or the selected splats only. The dialog opens in the opened run's folder
+  (a file's own folder) with a name made from it ("<name>-edited.ply",
+  "<name>-selection.ply"). It never replaces the source or the loaded file,
+  and replaces another existing file only when the save dialog has asked
+  about it.
 """
 
 from __future__ import annotations
@@ -35,8 +38,12 @@ log = logging.getLogger(__name__)
 EXPORT_FILTERS = {
     "INRIA PLY with segment (*.ply)": "ply",
     "Plain INRIA PLY, no segment (*.ply)": "ply-plain",
+    "Compressed PLY, PlayCanvas / SuperSplat (*.compressed.ply)": "ply-compressed",
+    "Niantic SPZ (*.spz)": "spz",
     "antimatter15 splat (*.splat)": "splat",
 }
+_SUFFIX_OF = {"ply": ".ply", "ply-plain": ".ply", "ply-compressed": ".compressed.ply", "spz": ".spz",
+              "splat": ".splat"}
 PROJECT_FILTER = f"CoSeg Studio project (*{PROJECT_SUFFIX})"
 
 
@@ -161,15 +168,23 @@ class ProjectFiles(QObject):
             autosave_path(self.source).unlink(missing_ok=True)
 
     # ------------------------------------------------------------ export
+    def default_export_path(self, selected_only: bool = False) -> Path:
+        """Beside the opened run (inside a run folder, beside a file) with a name made from it."""
+        src = self.source or Path.cwd()
+        folder = src if src.is_dir() else src.parent
+        name = src.name if src.is_dir() else src.name.split(".")[0]
+        return folder / f"{name}-{'selection' if selected_only else 'edited'}.ply"
+
     def export(self, selected_only: bool = False, path: str | Path | None = None, fmt: str | None = None) -> Path | None:
         """Export the edited scene (or the selected segments) with a format chosen by filter or suffix."""
         doc = self.win.doc
-        if not doc.is_open or (selected_only and not doc.selection):
+        if not doc.is_open or (selected_only and not doc.has_selection):
             return None
         confirmed = False
         if path is None:
-            title = "Export selected segments" if selected_only else "Export edited scene"
-            chosen, chosen_filter = QFileDialog.getSaveFileName(self.win, title, "", ";;".join(EXPORT_FILTERS))
+            title = "Export selection" if selected_only else "Export edited scene"
+            chosen, chosen_filter = QFileDialog.getSaveFileName(
+                self.win, title, str(self.default_export_path(selected_only)), ";;".join(EXPORT_FILTERS))
             if not chosen:
                 return None
             # The save dialog has already asked before replacing an existing file.
@@ -177,13 +192,13 @@ class ProjectFiles(QObject):
         from coseg.edit import export_gaussians
 
         path = Path(path)
-        if fmt == "splat" and path.suffix.lower() != ".splat":
-            path = path.with_suffix(".splat")
-        elif fmt in ("ply", "ply-plain") and path.suffix.lower() != ".ply":
-            path = path.with_suffix(".ply")
+        if fmt is not None and not path.name.lower().endswith(_SUFFIX_OF[fmt]):
+            stem = path.name[:-len(".compressed.ply")] if path.name.lower().endswith(".compressed.ply") \
+                else path.stem
+            path = path.with_name(stem + _SUFFIX_OF[fmt])
         confirmed = confirmed and path == Path(chosen)
         inputs = tuple(p for p in (self.source, doc.loaded.path) if p is not None)
-        result = doc.edits.result(sorted(doc.selection) if selected_only else None)
+        result = doc.edits.result(rows=doc.selected_rows() if selected_only else None)
         try:
             out = export_gaussians(result, path, fmt, inputs=inputs, force=confirmed)
         except (CosegError, OSError) as e:

@@ -1,10 +1,13 @@
-"""The properties panel: what is selected, and the edits typed into it.
+"""The properties panel: what is selected, and the edits typed into it (the gizmo's numeric twin).
 
 Position shows the selection's centre; typing a coordinate (Enter or leaving
 the field) moves the selection so its centre gets that value. "Rotate by"
 takes Euler angles in degrees about the world x, y, z axes and the Rotate
-button turns the selection about its centre. The colour button opens a colour
-picker and recolours the selection (shading kept). Duplicate copies the
+button turns the selection about its centre; "Scale by" scales positions
+and splats uniformly about it. The colour button opens a colour picker and
+recolours the selection (shading kept); after a recolour it shows the
+colour that was chosen for exactly these splats (the mean colour of tinted
+splats is not the target: their shading varies). Duplicate copies the
 selection beside itself. Each of these is one undo step.
 """
 
@@ -13,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 from PySide6.QtCore import QSignalBlocker, Qt
 from PySide6.QtGui import QColor
-from PySide6.QtWidgets import (QColorDialog, QDockWidget, QDoubleSpinBox, QFormLayout, QHBoxLayout, QLabel,
+from PySide6.QtWidgets import (QAbstractSpinBox, QColorDialog, QDockWidget, QDoubleSpinBox, QFormLayout, QHBoxLayout, QLabel,
                                QPushButton, QWidget)
 
 from app.document import StudioDocument
@@ -29,6 +32,9 @@ def _spin(lo: float, hi: float, decimals: int, suffix: str = "") -> QDoubleSpinB
     box.setDecimals(decimals)
     box.setSuffix(suffix)
     box.setKeyboardTracking(False)
+    # Compact: no arrows (the wheel and the keyboard still step), narrow enough for three in a row.
+    box.setButtonSymbols(QAbstractSpinBox.NoButtons)
+    box.setMinimumWidth(50)
     return box
 
 
@@ -36,6 +42,7 @@ def _row(*widgets) -> QWidget:
     w = QWidget()
     lay = QHBoxLayout(w)
     lay.setContentsMargins(0, 0, 0, 0)
+    lay.setSpacing(3)
     for x in widgets:
         lay.addWidget(x)
     return w
@@ -47,6 +54,7 @@ class PropertiesPanel(QDockWidget):
     def __init__(self, doc: StudioDocument, editor: EditController, parent: QWidget | None = None) -> None:
         super().__init__("Properties", parent)
         self.setObjectName("properties_dock")
+        self.setMaximumWidth(300)  # the viewport gets the room
         self.doc = doc
         self.editor = editor
         body = QWidget()
@@ -65,7 +73,14 @@ class PropertiesPanel(QDockWidget):
         self.angles = [_spin(-360.0, 360.0, 2, "°") for _ in range(3)]
         self.rotate_button = QPushButton("Rotate")
         self.rotate_button.clicked.connect(self.apply_rotation)
-        form.addRow("Rotate by", _row(*self.angles, self.rotate_button))
+        form.addRow("Rotate by", _row(*self.angles))
+        form.addRow("", self.rotate_button)
+        self.factor = _spin(0.01, 100.0, 3)
+        self.factor.setValue(1.0)
+        self.factor.setSingleStep(0.1)
+        self.scale_button = QPushButton("Scale")
+        self.scale_button.clicked.connect(self.apply_scale)
+        form.addRow("Scale by", _row(self.factor, self.scale_button))
         form.addRow("Rotations", self.fields["rotations"])
         self.color_button = QPushButton("")
         self.color_button.clicked.connect(self.pick_color)
@@ -74,14 +89,15 @@ class PropertiesPanel(QDockWidget):
         self.duplicate_button.clicked.connect(lambda: self.editor.duplicate())
         form.addRow("", self.duplicate_button)
         self.setWidget(body)
-        self._editable = [*self.position, *self.angles, self.rotate_button, self.color_button, self.duplicate_button]
+        self._editable = [*self.position, *self.angles, self.rotate_button, self.factor, self.scale_button,
+                          self.color_button, self.duplicate_button]
         doc.selection_changed.connect(self.refresh)
         doc.segments_changed.connect(self.refresh)
         self.refresh()
 
     # ------------------------------------------------------------ edits
     def _position_edited(self, axis: int) -> None:
-        rows = self.doc.selected_rows() if self.doc.is_open else np.zeros(0, np.int64)
+        rows = self.doc.editable_rows()
         if not len(rows):
             return
         value = self.position[axis].value()
@@ -95,14 +111,21 @@ class PropertiesPanel(QDockWidget):
         for box in self.angles:
             box.setValue(0.0)
 
+    def apply_scale(self) -> None:
+        """Scale the selection by the typed factor, then reset it to 1."""
+        self.editor.scale(self.factor.value())
+        self.factor.setValue(1.0)
+
     def pick_color(self) -> None:
+        if not len(self.doc.editable_rows()):
+            return
         color = QColorDialog.getColor(QColor(self.color_button.text() or "#808080"), self, "Recolour selection")
         if color.isValid():
-            self.editor.recolor([color.redF(), color.greenF(), color.blueF()])
+            self.editor.recolor([color.red() / 255.0, color.green() / 255.0, color.blue() / 255.0])
 
     # ------------------------------------------------------------ display
     def refresh(self) -> None:
-        rows = self.doc.selected_rows() if self.doc.is_open else np.zeros(0, np.int64)
+        rows = self.doc.editable_rows()
         for w in self._editable:
             w.setEnabled(bool(len(rows)))
         if not len(rows):
@@ -119,7 +142,9 @@ class PropertiesPanel(QDockWidget):
             with QSignalBlocker(box):
                 box.setValue(float(v))
         size = means.max(0) - means.min(0)
-        rgb = np.clip(sh_dc_to_rgb(g.sh_dc[rows]).mean(0), 0, 1)
+        rgb = self._chosen_color(rows)
+        if rgb is None:
+            rgb = np.clip(sh_dc_to_rgb(g.sh_dc[rows]).mean(0), 0, 1)
         self.fields["segments"].setText(", ".join(f"{i} {self.doc.name_of(i)}" for i in sorted(self.doc.selection)))
         self.fields["gaussians"].setText(f"{len(rows):,}")
         self.fields["size"].setText("  ".join(f"{v:.3f}" for v in size))
@@ -129,11 +154,23 @@ class PropertiesPanel(QDockWidget):
         text = "#000000" if rgb @ np.array([0.299, 0.587, 0.114]) > 0.5 else "#ffffff"
         self.color_button.setStyleSheet(f"background: {hexcol}; color: {text}")
 
+    def _chosen_color(self, rows: np.ndarray) -> np.ndarray | None:
+        """The colour of the newest recolour whose targets are exactly `rows`, if it is the last change to them."""
+        for op in reversed(self.doc.edits.ops):
+            touched = self.doc.edits.target_rows(op) if op.get("op") not in ("merge", "split", "rename") else None
+            if touched is None or not np.intersect1d(touched, rows).size:
+                continue
+            if op["op"] == "recolor" and np.array_equal(touched, rows):
+                return np.asarray(op["rgb"], np.float64)
+            return None
+        return None
+
     def _rotations(self) -> str:
         """The rotate edits applied to the selected segments since loading."""
         sel = self.doc.selection
         turns = [op["degrees"] for op in self.doc.edits.ops
-                 if op.get("op") == "rotate" and sel & set(op.get("segments", []))]
+                 if op.get("op") == "rotate" and sel & set(self.doc.edits.segments[self.doc.edits.target_rows(op)]
+                                                          .tolist())]
         if not turns:
             return "as loaded"
         return "; ".join(" ".join(f"{v:g}" for v in t) + "°" for t in turns)

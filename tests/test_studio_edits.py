@@ -50,7 +50,9 @@ def test_typed_position_moves_the_selection_and_undo_is_bit_exact(opened):
     np.testing.assert_array_equal(g.means[rows, :2], g0.means[rows, :2])
     others = np.setdiff1d(np.arange(len(g)), rows)
     np.testing.assert_array_equal(g.means[others], g0.means[others])
-    assert win.doc.edits.ops == [{"op": "move", "segments": [1], "delta": pytest.approx([0.0, 0.0, delta], abs=1e-6)}]
+    (op,) = win.doc.edits.ops
+    assert op["op"] == "move" and op["delta"] == pytest.approx([0.0, 0.0, delta], abs=1e-6)
+    np.testing.assert_array_equal(win.doc.edits.target_rows(op), rows)
     box.editingFinished.emit()  # leaving the field unchanged is not another edit
     assert len(win.doc.edits.ops) == 1
     assert win.actions.undo.isEnabled()
@@ -92,7 +94,10 @@ def test_a_whole_viewport_drag_is_one_undo_step(opened):
     np.testing.assert_allclose(delta, np.broadcast_to(delta[0], delta.shape), atol=1e-5)
     # Screen right / up at the selection's depth: no motion along the view direction.
     assert abs(float(delta[0] @ win.canvas.camera.forward)) < 1e-5
-    assert len(win.doc.edits.ops) == 5 and win.actions.undo.isEnabled()
+    # Previews are not recorded: the drag is one transform step, its translation the whole motion.
+    (op,) = win.doc.edits.ops
+    assert op["op"] == "transform" and win.actions.undo.isEnabled()
+    np.testing.assert_allclose(op["translate"], delta[0], atol=1e-5)
     win.actions.undo.trigger()
     _assert_same(win.doc.gaussians, g0)
     assert not win.actions.undo.isEnabled()
@@ -111,7 +116,10 @@ def test_recolour_from_the_colour_picker_and_locked_segments_are_skipped(opened,
     rows1, rows2 = win.doc.edits.rows_of(1), win.doc.edits.rows_of(2)
     np.testing.assert_array_equal(g.sh_dc[rows1], ops.recolor(g0, rows1, [1.0, 0.0, 0.0])["sh_dc"])
     np.testing.assert_array_equal(g.sh_dc[rows2], g0.sh_dc[rows2])
-    assert win.doc.edits.ops[-1]["segments"] == [1]
+    np.testing.assert_array_equal(win.doc.edits.target_rows(win.doc.edits.ops[-1]), rows1)
+    # The colour button shows the chosen colour exactly (not the tinted splats' mean).
+    win.doc.select([1])
+    assert win.properties_panel.color_button.text() == "#ff0000"
 
 
 def test_duplicate_selects_the_copy_and_hide_isolate_are_view_state(opened):
@@ -139,7 +147,13 @@ def test_delete_and_recolour_reach_the_viewport(opened):
     before = win.canvas.render_image((96, 72)).astype(int)
     win.doc.select([0, 1, 2])
     win.editor.recolor([0.0, 0.0, 1.0])
+    selected = win.canvas.render_image((96, 72)).astype(int)
+    win.doc.select_none()
     blue = win.canvas.render_image((96, 72)).astype(int)
+    # Selected splats are tinted yellow in the viewport: red and green up, blue down.
+    lit_sel = selected.max(axis=2) > 10
+    assert (selected[lit_sel][:, 0] + selected[lit_sel][:, 1] > blue[lit_sel][:, 0] + blue[lit_sel][:, 1]).all()
+    win.doc.select([0, 1, 2])
     lit = blue.max(axis=2) > 10
     assert lit.any() and (blue[lit][:, 2] >= blue[lit][:, 0]).all()
     assert np.abs(blue - before).max() > 50

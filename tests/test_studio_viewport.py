@@ -373,7 +373,7 @@ def test_every_change_to_the_picture_misses_the_at_rest_cache(make_main_window, 
     assert _paint(canvas)[0]
 
     n = r.count
-    state = win.doc.state()
+    state = win.doc.state_array()
     r.set_state(np.full(n, 2.0, np.float32))  # every Gaussian hidden
     hidden = check("set_state: all hidden")
     assert (hidden[..., :3] == 0).all()  # the black background only

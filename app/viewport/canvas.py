@@ -2,8 +2,12 @@
 
 Controls (also in docs/studio.md):
 - left drag: orbit (fly mode: look around); right or middle drag, or Shift +
-  left drag: pan; wheel: zoom; click: pick (Shift adds, Ctrl toggles).
+  left drag: pan; wheel: zoom; click: pick (Shift adds, Ctrl removes).
 - Ctrl + left drag: `edit_drag` signals (the window moves the selection).
+- An active tool (`tools`, `app.tools.ViewportTools`: selection shapes, the
+  gizmo) sees every press first and keeps the drag when it takes it; with
+  a selection tool the right button orbits. Its overlay lines are drawn
+  over the splats after every frame.
 - W A S D move, Q E down / up while fly mode is on (or with any mode held
   down on the canvas); F frames the selection (handled by the window).
 
@@ -34,6 +38,7 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
+from dataclasses import dataclass
 
 import numpy as np
 from PySide6.QtCore import QObject, QTimer, Signal
@@ -41,17 +46,43 @@ from vispy import app as vispy_app
 from vispy import gloo
 
 from app.viewport.camera import ViewCamera
+from app.viewport.overlay import OverlayRenderer
 from app.viewport.sorter import DepthSorter
 from app.viewport.splats import FrameParams, SplatRenderer
 
 _FLY_KEYS = {"W": (0, 0, 1), "S": (0, 0, -1), "A": (-1, 0, 0), "D": (1, 0, 0), "Q": (0, 1, 0), "E": (0, -1, 0)}
 
 
+@dataclass
+class PointerEvent:
+    """A mouse event as tools see it: logical pixels, button 1 left / 2 right / 3 middle."""
+
+    pos: tuple[float, float]
+    button: int
+    modifiers: frozenset[str]
+    double: bool = False
+
+    @property
+    def how(self) -> str:
+        """The selection habit of the modifiers: Shift adds, Ctrl removes, none replaces."""
+        if "Shift" in self.modifiers:
+            return "add"
+        if "Control" in self.modifiers or "Meta" in self.modifiers:
+            return "remove"
+        return "replace"
+
+
+def _pointer(event, double: bool = False) -> PointerEvent:
+    button = event.button if getattr(event, "button", None) else (event.buttons[0] if event.buttons else 1)
+    return PointerEvent((float(event.pos[0]), float(event.pos[1])), int(button or 1),
+                        frozenset(m.name for m in event.modifiers), double)
+
+
 class ViewportSignals(QObject):
     """Qt signals of the viewport (vispy's canvas is not a QObject we own)."""
 
     picked = Signal(int, int, str)
-    """x, y in logical pixels, modifier: "" | "shift" | "ctrl"."""
+    """x, y in logical pixels, modifier: "" | "shift" | "ctrl" (add / remove)."""
     fps_changed = Signal(float)
     edit_drag = Signal(str, float, float)
     """Ctrl + left drag: phase "start" | "move" | "end", dx, dy in logical pixels."""
@@ -89,8 +120,12 @@ class SplatCanvas(vispy_app.Canvas):
         self._frames: deque[float] = deque(maxlen=120)
         self.fly_mode = False
         self._held: set[str] = set()
+        self.tools = None
+        """The active tool controller (`app.tools.ViewportTools`), or None."""
+        self._tool_drag = False
         self.set_current()
         self.renderer = SplatRenderer()
+        self.overlay = OverlayRenderer()
         self.sorter = DepthSorter()
         self.sorter.ready.connect(self._on_sorted)
         self._refine = QTimer(singleShot=True, interval=200)
@@ -168,6 +203,12 @@ class SplatCanvas(vispy_app.Canvas):
             self.last_frame_cached = False
         else:
             self.last_frame_cached = self.renderer.draw_cached(frame, frame.size)
+        if self.tools is not None:
+            ratio = self.pixel_scale
+            lines = self.tools.overlay_lines()
+            for line in lines:
+                line.points = np.asarray(line.points, np.float32) * ratio
+            self.overlay.draw(lines, frame.size)
         self._frames.append(now)
         recent = [t for t in self._frames if now - t < 1.0]
         if len(recent) > 1:
@@ -210,8 +251,18 @@ class SplatCanvas(vispy_app.Canvas):
     def on_mouse_press(self, event) -> None:
         self._press = tuple(event.pos)
         self._dragged = False
+        self._tool_drag = self.tools is not None and self.tools.press(_pointer(event))
+
+    def on_mouse_double_click(self, event) -> None:
+        if self.tools is not None:
+            self.tools.press(_pointer(event, double=True))
 
     def on_mouse_move(self, event) -> None:
+        if self._tool_drag:
+            self.tools.drag(_pointer(event))
+            return
+        if self.tools is not None and (self._press is None or not event.is_dragging):
+            self.tools.hover(_pointer(event))
         if self._press is None or event.last_event is None or not event.is_dragging:
             return
         x0, y0 = event.last_event.pos
@@ -231,7 +282,8 @@ class SplatCanvas(vispy_app.Canvas):
         if self._edit_dragging:
             self.signals.edit_drag.emit("move", float(dx), float(dy))
             return
-        if button in (2, 3) or "Shift" in mods:
+        right_orbits = self.tools is not None and self.tools.right_button_orbits
+        if button == 3 or (button == 2 and not right_orbits) or (button == 1 and "Shift" in mods):
             self.camera.pan(dx, dy, self.size[1])
         elif self.fly_mode:
             self.camera.look(dx * 0.005, dy * 0.005)
@@ -240,6 +292,11 @@ class SplatCanvas(vispy_app.Canvas):
         self.camera_changed()
 
     def on_mouse_release(self, event) -> None:
+        if self._tool_drag:
+            self._tool_drag = False
+            self._press = None
+            self.tools.release(_pointer(event))
+            return
         if self._edit_dragging:
             self._edit_dragging = False
             self.signals.edit_drag.emit("end", 0.0, 0.0)
@@ -255,6 +312,8 @@ class SplatCanvas(vispy_app.Canvas):
 
     def on_key_press(self, event) -> None:
         name = getattr(event.key, "name", "")
+        if self.tools is not None and self.tools.key(name):
+            return
         if name in _FLY_KEYS and not event.modifiers:
             self._held.add(name)
             if not self._fly_timer.isActive():

@@ -19,9 +19,12 @@ so 127 px); a Gaussian wider than that on screen loses the tail beyond the
 cap (only visible close up).
 
 The display colour (`a_color`: RGB, segment colour, overlay or feature colour,
-selection highlight, and the opacity, 0 for hidden Gaussians) is composed on
+the selection tint, and the opacity, 0 for hidden Gaussians) is composed on
 the CPU by `display_colors` when the mode, selection or visibility changes,
-so the shader stays small; depth mode colours by camera depth in the shader.
+so the shader stays small. Selected splats are always tinted yellow (the
+highlight option additionally dims the rest); their opacity is stored
+negated, so depth mode, which colours by camera depth in the shader, tints
+them there too.
 The draw order is an index buffer (one uint32 per Gaussian) replaced after
 every depth sort. A second, shorter index buffer holds the same order
 restricted to the `lod_count` most important Gaussians (opacity x the area
@@ -57,7 +60,9 @@ from coseg.sort import covariances_upper
 
 SHADER_DIR = Path(__file__).resolve().parents[2] / "resources" / "shaders"
 MODES = ("rgb", "segmentation", "overlay", "depth", "features")
-HIGHLIGHT = np.array([1.0, 0.6, 0.1], np.float32)
+SELECTED = np.array([1.0, 0.85, 0.0], np.float32)
+"""The selection tint (yellow, as in SuperSplat), mixed into selected splats in every mode."""
+SELECTED_MIX = 0.55
 
 
 def load_shader(name: str, glsl: tuple[int, int] = (1, 30)) -> str:
@@ -99,10 +104,11 @@ def display_colors(mode: str, rgb: np.ndarray, alt: np.ndarray, opacities: np.nd
         mode: one of MODES ("depth" uses `rgb` here; the shader recolours it).
         rgb: [N, 3] DC colours. alt: [N, 3] segment or feature colours.
         opacities: [N]. state: [N] 0 normal, 1 selected, 2 hidden.
-        highlight: tint the selection and dim everything else.
+        highlight: dim everything that is not selected.
 
     Returns:
-        [N, 4] float32 RGBA; alpha 0 for hidden Gaussians.
+        [N, 4] float32 RGBA; alpha 0 for hidden Gaussians, negated opacity
+        for selected ones (the shader's selection flag).
     """
     if mode in ("segmentation", "features"):
         col = alt.copy()
@@ -110,11 +116,11 @@ def display_colors(mode: str, rgb: np.ndarray, alt: np.ndarray, opacities: np.nd
         col = 0.5 * (rgb + alt)
     else:
         col = rgb.copy()
+    selected = state == 1.0
+    col[selected] = (1.0 - SELECTED_MIX) * col[selected] + SELECTED_MIX * SELECTED
     if highlight:
-        selected = state == 1.0
-        col[selected] = 0.65 * col[selected] + 0.35 * HIGHLIGHT
         col[~selected] *= 0.3
-    alpha = np.where(state > 1.5, 0.0, opacities)
+    alpha = np.where(state > 1.5, 0.0, np.where(selected, -opacities, opacities))
     return np.ascontiguousarray(np.concatenate([col, alpha[:, None]], axis=1), np.float32)
 
 
@@ -241,6 +247,12 @@ class SplatRenderer:
         for name, arr in self._geometry.items():
             self._buffers[name].set_subdata(arr[lo:hi], offset=lo)
         return hi - lo
+
+    def update_alt_rows(self, rows: np.ndarray, colors: np.ndarray) -> None:
+        """New segment or feature colours [M, 3] for some rows (an assign, merge or split)."""
+        self._alt[np.asarray(rows, np.int64)] = colors
+        self._composed = None
+        self.version += 1
 
     def set_alt_colors(self, colors: np.ndarray) -> None:
         """[N, 3] segment or feature colours for the non-RGB modes."""

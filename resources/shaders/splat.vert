@@ -22,7 +22,7 @@ uniform vec2 u_depth_range;
 attribute vec3 a_mean;
 attribute vec3 a_cov_a;     // Sigma xx xy xz
 attribute vec3 a_cov_b;     // Sigma yy yz zz
-attribute vec4 a_color;     // display colour and opacity (0 = hidden)
+attribute vec4 a_color;     // display colour and opacity (0 = hidden, negative = selected)
 
 flat out vec4 v_color;     // display colour, log2(opacity)
 flat out vec3 v_conic;      // log2(e) x (-a/2, -b, -c/2) of the conic (a, b, c) = inverse 2D covariance
@@ -38,7 +38,8 @@ vec3 depth_colormap(float t) {
 
 void main() {
     vec3 t = (u_view * vec4(a_mean, 1.0)).xyz;
-    if (t.z <= 0.2 || a_color.a < 1.0 / 255.0) {
+    float opacity = abs(a_color.a);
+    if (t.z <= 0.2 || opacity < 1.0 / 255.0) {
         gl_Position = vec4(0.0, 0.0, 2.0, 1.0);
         gl_PointSize = 0.0;
         return;
@@ -63,13 +64,17 @@ void main() {
     // every fragment has alpha < 1/255 and is discarded anyway, so a
     // low-opacity splat gets a smaller square and the image is unchanged.
     // Never more than the rasteriser's 3 sigma.
-    float extent = min(3.0, sqrt(2.0 * log(255.0 * a_color.a)));
+    float extent = min(3.0, sqrt(2.0 * log(255.0 * opacity)));
     float radius = min(extent * sqrt(max(a, c)), u_max_radius);
     // Pre-scaled so the fragment shader's exponent is one exp2 of a quadratic.
     v_conic = 1.4426950408889634 * vec3(-0.5 * c / det, b / det, -0.5 * a / det);
-    v_color = vec4(a_color.rgb, log2(a_color.a));
-    if (u_depth_mode > 0.5)
+    v_color = vec4(a_color.rgb, log2(opacity));
+    if (u_depth_mode > 0.5) {
         v_color.rgb = depth_colormap((t.z - u_depth_range.x) / max(1e-6, u_depth_range.y - u_depth_range.x));
+        // Selected splats keep their yellow tint in depth mode (the CPU tints every other mode).
+        if (a_color.a < 0.0)
+            v_color.rgb = mix(v_color.rgb, vec3(1.0, 0.85, 0.0), 0.55);
+    }
     gl_PointSize = 2.0 * radius;
     vec2 centre = u_focal * t.xy * iz + u_principal;
     v_centre = vec2(centre.x, u_size.y - centre.y);
