@@ -18,6 +18,15 @@ Rows printed (a table on stdout):
 - edit latency: recolour, then delete one segment through the app's path
   (edit, changed rows to the GPU, the quick frame the viewport shows first),
   and the full-resolution frame that follows;
+- selection and segment fixes: a lasso (a 64-vertex ellipse over the
+  middle of the viewport) through the app's tool path (projection, mask,
+  selection state, the viewport's colour update and its quick frame), then
+  assigning those splats to a segment (the edit, the changed rows' segment
+  colours to the GPU, the quick frame), each as median milliseconds;
+- gizmo drag: frames per second of a rotate drag on the selected segment
+  and on the lasso's splats through the app's path (an unrecorded preview
+  of the transform, the moved rows' covariances to the GPU, the adaptive
+  moving frame), and the commit that makes it one undo step;
 - naive baseline: fixed-size point sprites with a full `np.argsort` of the
   depths every frame (what the viewport is measured against);
 - pick latency: median of clicks at pixels on the model;
@@ -144,6 +153,79 @@ def _edit_latency(win, app) -> list[tuple[str, str]]:
     return rows
 
 
+def _median_ms(fn, repeats: int = 5) -> float:
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return 1000 * float(np.median(times))
+
+
+def _lasso_and_assign(win, app) -> list[tuple[str, str]]:
+    """Median ms of a lasso selection and of assigning its splats to a segment, each with its quick frame."""
+    from coseg.edit import selection as sel
+
+    canvas, doc = win.canvas, win.doc
+    w, h = canvas.size
+    t = np.linspace(0, 2 * np.pi, 64, endpoint=False)
+    lasso = np.stack([w / 2 + 0.3 * w * np.cos(t), h / 2 + 0.3 * h * np.sin(t)], 1)
+    win.tools.set_tool("lasso")
+
+    def select() -> None:
+        doc.select_none()
+        win.tools.select_screen(lambda xy, z, r: sel.in_polygon(xy, z, lasso * r, win.tools._size()), "replace")
+        _draw(canvas, canvas.moving_scale, lod=True)
+
+    lasso_ms = _median_ms(select)
+    count = int(doc.state.selection.sum())
+    target = doc.segment_ids()[0]
+
+    times = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        win.editor.assign(target)
+        _draw(canvas, canvas.moving_scale, lod=True)
+        times.append(time.perf_counter() - t0)
+        doc.undo()
+    assign_ms = 1000 * float(np.median(times))
+    app.processEvents()
+    return [(f"lasso select, 64 vertices ({count:,} splats): select + colour update + quick frame",
+             f"{lasso_ms:.0f} ms"),
+            (f"assign {count:,} splats to segment {target}: edit + colour upload + quick frame",
+             f"{assign_ms:.0f} ms")]
+
+
+def _gizmo_drag(win, app, frames: int) -> list[tuple[str, str]]:
+    """Frame rate of a rotate-gizmo drag through the app's path, on one segment and on the lasso's splats."""
+    from coseg.edit.ops import axis_angle_quat
+
+    canvas, doc = win.canvas, win.doc
+    rows_out = []
+    lassoed = doc.state.selection.copy()
+    sid = doc.segment_ids()[len(doc.segment_ids()) // 2]
+    for label, pick in ((f"segment {sid}", lambda: doc.select([sid])), ("the lasso's splats",
+                                                                       lambda: doc.state.set_selection(lassoed))):
+        pick()
+        rows = doc.editable_rows()
+        drag = doc.edits.begin_transform(rows)
+        t0 = time.perf_counter()
+        for k in range(frames):
+            drag.preview(axis_angle_quat((0, 0, 1), 30.0 * (k + 1) / frames))
+            t1 = time.perf_counter()
+            _draw(canvas, canvas.moving_scale, lod=True)
+            canvas.adapt_scale(time.perf_counter() - t1)
+        fps = frames / (time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        drag.commit(axis_angle_quat((0, 0, 1), 30.0))
+        commit_ms = 1000 * (time.perf_counter() - t0)
+        doc.undo()
+        app.processEvents()
+        rows_out.append((f"gizmo rotate drag on {label} ({len(rows):,} splats): FPS / commit",
+                         f"{fps:.1f} / {commit_ms:.0f} ms"))
+    return rows_out
+
+
 def _naive(win, frames: int) -> float:
     canvas = win.canvas
     canvas.set_current()
@@ -250,6 +332,8 @@ def run_benchmark(win, app, frames: int, startup_s: float) -> str:
     rows.append(("naive point sprites + argsort FPS", f"{_naive(win, frames):.1f}"))
     rows.append(("pick latency (median of 10)", f"{_pick_latency(win):.0f} ms"))
     rows.extend(_frame_profile(win))
+    rows.extend(_lasso_and_assign(win, app))
+    rows.extend(_gizmo_drag(win, app, max(10, frames // 4)))
     rows.extend(_edit_latency(win, app))
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)

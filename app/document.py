@@ -23,6 +23,7 @@ from PySide6.QtCore import QObject, Signal
 from app.loading import LoadedModel
 from app.palette import segment_colors
 from coseg.edit import EditDocument
+from coseg.edit.segments import segment_histogram
 from coseg.edit.state import EditorState
 
 
@@ -53,7 +54,7 @@ class StudioDocument(QObject):
     def set_model(self, loaded: LoadedModel) -> None:
         self.loaded = loaded
         g = loaded.gaussians
-        ids = [0] if g.segments is None else np.unique(g.segments).tolist()
+        ids = [0] if g.segments is None else list(segment_histogram(g.segments))
         names = {0: "unsegmented"} if g.segments is None else {
             int(i): loaded.classes.get(int(i), f"segment {int(i)}") for i in ids}
         self.edits = EditDocument(g, names)
@@ -83,9 +84,7 @@ class StudioDocument(QObject):
     def segment_counts(self) -> dict[int, int]:
         """Live Gaussians per segment id (cached until the next edit)."""
         if self._counts is None:
-            live = self.edits.segments[~self.edits.deleted]
-            ids, counts = np.unique(live, return_counts=True)
-            self._counts = {int(i): int(c) for i, c in zip(ids, counts)}
+            self._counts = segment_histogram(self.edits.segments, ~self.edits.deleted)
         return dict(self._counts)
 
     def name_of(self, segment_id: int) -> str:

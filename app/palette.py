@@ -25,9 +25,15 @@ def segment_color(segment_id: int) -> tuple[float, float, float]:
 
 def segment_colors(segments: np.ndarray) -> np.ndarray:
     """[N] int segment ids -> [N, 3] float32 colours."""
-    ids, inverse = np.unique(segments, return_inverse=True)
-    table = np.array([segment_color(i) for i in ids], np.float32).reshape(-1, 3)
-    return table[inverse.reshape(-1)]
+    seg = np.asarray(segments, np.int64).reshape(-1)
+    if not len(seg):
+        return np.zeros((0, 3), np.float32)
+    # A table over the id range (ids are small integers), looked up by index: no sort of N ids.
+    lo, hi = int(seg.min()), int(seg.max())
+    present = np.flatnonzero(np.bincount(seg - lo)) + lo
+    table = np.zeros((hi - lo + 1, 3), np.float32)
+    table[present - lo] = np.array([segment_color(i) for i in present], np.float32).reshape(-1, 3)
+    return table[seg - lo]
 
 
 def color_hex(segment_id: int) -> str:

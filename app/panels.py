@@ -44,7 +44,8 @@ class SegmentsPanel(QDockWidget):
         self.table.verticalHeader().setVisible(False)
         self.table.verticalHeader().setDefaultSectionSize(20)
         header = self.table.horizontalHeader()
-        header.setSectionResizeMode(QHeaderView.ResizeToContents)
+        # Sized once per refresh (ResizeToContents would re-measure every column at every cell change).
+        header.setSectionResizeMode(QHeaderView.Interactive)
         header.setSectionResizeMode(COL_NAME, QHeaderView.Stretch)
         body = QWidget()
         lay = QVBoxLayout(body)
@@ -94,6 +95,9 @@ class SegmentsPanel(QDockWidget):
                 picked.setFlags(Qt.ItemIsEnabled | Qt.ItemIsSelectable)
                 picked.setTextAlignment(Qt.AlignRight | Qt.AlignVCenter)
                 self.table.setItem(row, COL_SELECTED, picked)
+            for col in (COL_VISIBLE, COL_LOCKED, COL_ID, COL_COUNT):
+                self.table.resizeColumnToContents(col)
+            self.table.setColumnWidth(COL_SELECTED, self.table.columnWidth(COL_COUNT))
         self._sync_selection()
 
     def chosen(self) -> list[int]:

@@ -24,6 +24,8 @@ from app.editing import EditController
 from coseg.gaussians import sh_dc_to_rgb
 
 DECIMALS = 4
+RECOLOR_LOOKBACK = 20
+"""Edits searched back for the recolour that gave the selection its colour."""
 
 
 def _spin(lo: float, hi: float, decimals: int, suffix: str = "") -> QDoubleSpinBox:
@@ -156,11 +158,15 @@ class PropertiesPanel(QDockWidget):
 
     def _chosen_color(self, rows: np.ndarray) -> np.ndarray | None:
         """The colour of the newest recolour whose targets are exactly `rows`, if it is the last change to them."""
-        for op in reversed(self.doc.edits.ops):
-            touched = self.doc.edits.target_rows(op) if op.get("op") not in ("merge", "split", "rename") else None
-            if touched is None or not np.intersect1d(touched, rows).size:
+        mine = np.zeros(len(self.doc.edits), bool)
+        mine[rows] = True
+        for op in reversed(self.doc.edits.ops[-RECOLOR_LOOKBACK:]):
+            if op.get("op") in ("merge", "split", "rename", "assign"):
+                continue  # segment labels and names do not change colours
+            touched = self.doc.edits.target_rows(op)
+            if not mine[touched].any():
                 continue
-            if op["op"] == "recolor" and np.array_equal(touched, rows):
+            if op["op"] == "recolor" and len(touched) == len(rows) and mine[touched].all():
                 return np.asarray(op["rgb"], np.float64)
             return None
         return None

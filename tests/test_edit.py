@@ -147,7 +147,10 @@ def test_listeners_hear_changed_rows():
     doc.translate([1], (1, 0, 0))
     assert np.array_equal(heard[-1], doc.rows_of(1))
     doc.undo()
-    assert heard[-1] is None
+    assert np.array_equal(heard[-1], doc.rows_of(1))   # an undo names the rows it restored
+    doc.duplicate([1])
+    doc.undo()
+    assert heard[-1] is None                            # ... all rows when the row count changes
 
 
 def test_quaternion_helpers_roundtrip():

@@ -164,7 +164,8 @@ def test_benchmark_command_prints_every_row(qapp, capsys):
     assert main(["random:3000", "--benchmark", "--frames", "3", "--size", "96x64"]) == 0
     out = capsys.readouterr().out
     for row in ("Gaussians", "startup to first frame", "orbit FPS (full res", "orbit FPS (0.5x",
-                "orbit FPS (adaptive", "at-rest FPS", "naive point sprites", "pick latency"):
+                "orbit FPS (adaptive", "at-rest FPS", "naive point sprites", "pick latency", "lasso select",
+                "assign", "gizmo rotate drag"):
         assert row in out
     assert "3,000" in out and "96x64" in out
 

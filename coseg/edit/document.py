@@ -21,8 +21,9 @@ file. An operation names its target either as ``"segments": [ids]`` or as
 ``"rows": {row set}`` (`coseg.edit.rowsets`).
 
 Listeners are plain callbacks (GUI-free): `changed` is emitted after every
-edit, undo and redo with the rows that changed (``np.ndarray``, or None for
-all); a change of names alone emits an empty array.
+edit, undo and redo with the rows that changed (``np.ndarray``, or None
+for all: an undo or redo that adds or removes rows); a change of names
+alone emits an empty array.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from coseg.edit import ops
 from coseg.edit.events import Signal
 from coseg.edit.history import Atom, History, Step
 from coseg.edit.rowsets import decode_rows, encode_rows
-from coseg.edit.segments import SPLIT_SPACINGS, connected_parts, median_spacing
+from coseg.edit.segments import SPLIT_SPACINGS, connected_parts, median_spacing, segment_histogram
 from coseg.gaussians import Gaussians
 
 SPLIT_MIN_POINTS = 20
@@ -67,7 +68,7 @@ class EditDocument:
 
     def segment_ids(self) -> np.ndarray:
         """Sorted ids of segments that still have live Gaussians."""
-        return np.unique(self.segments[~self.deleted])
+        return np.array(list(segment_histogram(self.segments, ~self.deleted)), np.int64)
 
     def rows_of(self, segment_ids) -> np.ndarray:
         """Indices of the live Gaussians in the given segments."""
@@ -280,7 +281,7 @@ class EditDocument:
         for atom in reversed(step.atoms):
             self._revert(atom)
         self.history.redo_stack.append(step)
-        self._notify(None)
+        self._notify(_step_rows(step))
         return True
 
     def redo(self) -> bool:
@@ -290,7 +291,7 @@ class EditDocument:
         for atom in step.atoms:
             self._apply(atom)
         self.history.undo_stack.append(step)
-        self._notify(None)
+        self._notify(_step_rows(step))
         return True
 
     def replay(self, op_list: list[dict]) -> None:
@@ -415,6 +416,14 @@ class TransformDrag:
         self._restore()
         self.doc.drag = None
         self.doc._notify(self.rows)
+
+
+def _step_rows(step: Step) -> np.ndarray | None:
+    """The rows an undo or redo of `step` changes; None (all) when it appended or removed rows."""
+    if any(a.kind == "append" for a in step.atoms):
+        return None
+    rows = [a.rows for a in step.atoms if len(a.rows)]
+    return np.unique(np.concatenate(rows)) if rows else np.zeros(0, np.int64)
 
 
 def _rows(rows) -> np.ndarray:

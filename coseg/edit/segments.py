@@ -19,6 +19,22 @@ SPACING_SAMPLE = 20_000
 """Centres sampled to estimate the spacing (the median is stable long before all N)."""
 
 
+def segment_histogram(segments: np.ndarray, mask: np.ndarray | None = None) -> dict[int, int]:
+    """Gaussians per segment id among the masked rows ([N] ids, [N] bool) -> {id: count}, ids sorted.
+
+    A bincount (ids are small integers; negative ids are shifted): at 200k
+    rows it is about 20x faster than ``np.unique`` and runs after every edit
+    and selection change.
+    """
+    seg = segments if mask is None else segments[mask]
+    if not len(seg):
+        return {}
+    lo = int(seg.min())
+    counts = np.bincount(seg.astype(np.int64) - lo)
+    ids = np.flatnonzero(counts)
+    return {int(i + lo): int(counts[i]) for i in ids}
+
+
 def median_spacing(points: np.ndarray, seed: int = 0) -> float:
     """Median distance from a centre to its nearest other centre ([N, 3] -> float; 0 for N < 2)."""
     from scipy.spatial import cKDTree

@@ -26,6 +26,7 @@ import numpy as np
 
 from coseg.edit.document import EditDocument
 from coseg.edit.events import Signal
+from coseg.edit.segments import segment_histogram
 from coseg.edit.selection import How, combine
 
 
@@ -60,12 +61,11 @@ class EditorState:
 
     def selected_segments(self) -> list[int]:
         """Sorted ids of the segments with at least one selected Gaussian."""
-        return [int(i) for i in np.unique(self.doc.segments[self.selection])]
+        return list(segment_histogram(self.doc.segments, self.selection))
 
     def selected_per_segment(self) -> dict[int, int]:
         """Selected Gaussians per segment id (segments with none left out)."""
-        ids, counts = np.unique(self.doc.segments[self.selection], return_counts=True)
-        return {int(i): int(c) for i, c in zip(ids, counts)}
+        return segment_histogram(self.doc.segments, self.selection)
 
     def editable_rows(self) -> np.ndarray:
         """[M] selected rows outside locked segments: what an edit acts on."""
@@ -131,9 +131,10 @@ class EditorState:
     def hidden_segments(self) -> set[int]:
         """Segments whose live rows are all hidden."""
         live = self.live
-        ids = np.unique(self.doc.segments[live])
-        shown = np.unique(self.doc.segments[live & ~self.hidden])
-        return set(int(i) for i in np.setdiff1d(ids, shown))
+        if not self.hidden.any():
+            return set()
+        return set(segment_histogram(self.doc.segments, live)) - set(
+            segment_histogram(self.doc.segments, live & ~self.hidden))
 
     def set_locked(self, ids: Iterable[int], locked: bool) -> None:
         ids = {int(i) for i in ids}
