@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     win.headless = headless
     if headless:
         # The viewport alone, at exactly the requested size.
-        for dock in (win.segments_panel, win.properties_panel, win.log_dock):
+        for dock in (win.segments_panel, win.selection_panel, win.properties_panel, win.log_dock):
             dock.hide()
         win.menuBar().hide()
         win.statusBar().hide()

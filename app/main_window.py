@@ -1,6 +1,6 @@
 """The studio's main window: the viewport fills it; compact, collapsible docks around it.
 
-Segments and selection tools on the left, properties on the right, the log
+Segments on the left, properties and the selection tools on the right, the log
 at the bottom (closed until a job runs or View > Panels opens it). The
 status bar always tells the live Gaussian count and the selection after
 every edit, undo, redo and selection change.
@@ -66,8 +66,8 @@ class MainWindow(QMainWindow):
         self.properties_panel = PropertiesPanel(self.doc, self.editor, self)
         self.log_dock = LogDock(self)
         self.addDockWidget(Qt.LeftDockWidgetArea, self.segments_panel)
-        self.addDockWidget(Qt.LeftDockWidgetArea, self.selection_panel)
         self.addDockWidget(Qt.RightDockWidgetArea, self.properties_panel)
+        self.addDockWidget(Qt.RightDockWidgetArea, self.selection_panel)
         self.addDockWidget(Qt.BottomDockWidgetArea, self.log_dock)
         self.log_dock.hide()  # opened by a job, or View > Panels > Log
         self.resizeDocks([self.segments_panel, self.properties_panel], [230, 210], Qt.Horizontal)

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 from PySide6.QtWidgets import (QComboBox, QDockWidget, QDoubleSpinBox, QFormLayout, QGridLayout, QHBoxLayout,
-                               QLineEdit, QPushButton, QToolBox, QVBoxLayout, QWidget)
+                               QLineEdit, QPushButton, QSizePolicy, QToolBox, QVBoxLayout, QWidget)
 
 from coseg.edit import selection as sel
 from coseg.edit.segments import median_spacing
@@ -55,10 +55,18 @@ def _buttons(*pairs) -> tuple[QWidget, list[QPushButton]]:
     made = []
     for text, slot in pairs:
         b = QPushButton(text)
+        # Shrink with the dock instead of pushing it wider (a narrow panel keeps the viewport big).
+        b.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Fixed)
         b.clicked.connect(lambda _c=False, slot=slot: slot())
         lay.addWidget(b)
         made.append(b)
     return w, made
+
+
+def _how_buttons(apply) -> tuple[QWidget, list[QPushButton]]:
+    """Select / Add / Remove buttons calling `apply(how)` with "replace", "add" or "remove"."""
+    return _buttons(*((text, lambda how=how: apply(how))
+                      for text, how in (("Select", "replace"), ("Add", "add"), ("Remove", "remove"))))
 
 
 class SelectionPanel(QDockWidget):
@@ -119,9 +127,7 @@ class SelectionPanel(QDockWidget):
         self.radius = _spin(1e-4, 1e5, 0.5)
         self.radius.valueChanged.connect(self._volume_edited)
         form.addRow("Radius / half size", self.radius)
-        row, self.volume_buttons = _buttons(*((t, lambda h=h: self.win.tools.select_volume(h))
-                                              for t, h in (("Select", "replace"), ("Add", "add"),
-                                                           ("Remove", "remove"))))
+        row, self.volume_buttons = _how_buttons(self.win.tools.select_volume)
         form.addRow(row)
         return page
 
@@ -130,15 +136,11 @@ class SelectionPanel(QDockWidget):
         form = QFormLayout(page)
         self.opacity = (_spin(0, 1, 0.0, 3, 0.05), _spin(0, 1, 0.1, 3, 0.05))
         form.addRow("Opacity from / to", _pair(*self.opacity))
-        row, self.opacity_buttons = _buttons(*((t, lambda h=h: self.filter("opacity", h))
-                                               for t, h in (("Select", "replace"), ("Add", "add"),
-                                                            ("Remove", "remove"))))
+        row, self.opacity_buttons = _how_buttons(lambda how: self.filter("opacity", how))
         form.addRow(row)
         self.size = (_spin(0, 1e5, 0.0, 4, 0.01), _spin(0, 1e5, 0.05, 4, 0.01))
         form.addRow("Size from / to", _pair(*self.size))
-        row, self.size_buttons = _buttons(*((t, lambda h=h: self.filter("size", h))
-                                            for t, h in (("Select", "replace"), ("Add", "add"),
-                                                         ("Remove", "remove"))))
+        row, self.size_buttons = _how_buttons(lambda how: self.filter("size", how))
         form.addRow(row)
         return page
 

@@ -62,7 +62,7 @@ SHADER_DIR = Path(__file__).resolve().parents[2] / "resources" / "shaders"
 MODES = ("rgb", "segmentation", "overlay", "depth", "features")
 SELECTED = np.array([1.0, 0.85, 0.0], np.float32)
 """The selection tint (yellow, as in SuperSplat), mixed into selected splats in every mode."""
-SELECTED_MIX = 0.55
+SELECTED_MIX = 0.7
 
 
 def load_shader(name: str, glsl: tuple[int, int] = (1, 30)) -> str:

@@ -143,27 +143,24 @@ def combine(old: np.ndarray, new: np.ndarray, how: How, selectable: np.ndarray |
     raise ValueError(f"unknown selection combination {how!r} (replace, add or remove)")
 
 
-def grow(means: np.ndarray, selected: np.ndarray, radius: float, selectable: np.ndarray | None = None) -> np.ndarray:
-    """The selection plus every selectable centre within `radius` of a selected one."""
+def _near(means: np.ndarray, query: np.ndarray, others: np.ndarray, radius: float) -> np.ndarray:
+    """[N] bool: the `query` rows with an `others` row within `radius` (both [N] bool)."""
     from scipy.spatial import cKDTree
 
-    cand = ~selected if selectable is None else (~selected & selectable)
-    if not selected.any() or not cand.any():
-        return selected.copy()
-    dist, _ = cKDTree(means[selected]).query(means[cand], k=1, distance_upper_bound=radius)
-    out = selected.copy()
-    out[np.flatnonzero(cand)[np.isfinite(dist)]] = True
+    out = np.zeros(len(means), bool)
+    if query.any() and others.any():
+        dist, _ = cKDTree(means[others]).query(means[query], k=1, distance_upper_bound=radius)
+        out[np.flatnonzero(query)[np.isfinite(dist)]] = True
     return out
+
+
+def grow(means: np.ndarray, selected: np.ndarray, radius: float, selectable: np.ndarray | None = None) -> np.ndarray:
+    """The selection plus every selectable centre within `radius` of a selected one."""
+    cand = ~selected if selectable is None else (~selected & selectable)
+    return selected | _near(means, cand, selected, radius)
 
 
 def shrink(means: np.ndarray, selected: np.ndarray, radius: float, selectable: np.ndarray | None = None) -> np.ndarray:
     """The selection minus every selected centre within `radius` of an unselected (selectable) one."""
-    from scipy.spatial import cKDTree
-
     others = ~selected if selectable is None else (~selected & selectable)
-    if not selected.any() or not others.any():
-        return selected.copy()
-    dist, _ = cKDTree(means[others]).query(means[selected], k=1, distance_upper_bound=radius)
-    out = selected.copy()
-    out[np.flatnonzero(selected)[np.isfinite(dist)]] = False
-    return out
+    return selected & ~_near(means, selected, others, radius)

@@ -73,7 +73,7 @@ void main() {
         v_color.rgb = depth_colormap((t.z - u_depth_range.x) / max(1e-6, u_depth_range.y - u_depth_range.x));
         // Selected splats keep their yellow tint in depth mode (the CPU tints every other mode).
         if (a_color.a < 0.0)
-            v_color.rgb = mix(v_color.rgb, vec3(1.0, 0.85, 0.0), 0.55);
+            v_color.rgb = mix(v_color.rgb, vec3(1.0, 0.85, 0.0), 0.7);
     }
     gl_PointSize = 2.0 * radius;
     vec2 centre = u_focal * t.xy * iz + u_principal;
