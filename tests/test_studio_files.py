@@ -143,6 +143,16 @@ def test_export_formats_and_selected_segments_only(make_main_window, source, tmp
     monkeypatch.setattr(win, "show_error", lambda title, msg: shown.append(msg))
     assert win.projects.export(selected_only=True, path=tmp_path / "two.ply") is None
     assert shown and "exists" in shown[0]
+    # The formats other tools write: picked by the dialog's filter, and opened again by the studio.
+    for name, filt, suffix in (("sp", "Niantic SPZ (*.spz)", ".spz"),
+                               ("pc", "Compressed PLY, PlayCanvas / SuperSplat (*.compressed.ply)", ".compressed.ply")):
+        monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, filt=filt, name=name, **k:
+                            (str(tmp_path / name), filt))
+        out = win.projects.export()
+        assert out == tmp_path / f"{name}{suffix}"
+        other = make_main_window()
+        assert other.open_path(out)
+        assert len(other.doc.gaussians) == 60
 
 
 @pytest.mark.gui
