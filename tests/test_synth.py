@@ -301,3 +301,14 @@ def test_default_scene_raw_label_miou_is_paper_like(tmp_path):
     summary = generate(tmp_path / "demo", SynthConfig())
     assert 0.55 < summary["raw_label_miou_test"] < 0.75
     assert summary["views"] == {"train": 64, "test": 16}
+
+
+def test_texture_detail_layer_range_and_validation():
+    from coseg.synth.textures import detail_layer
+
+    pts = np.random.default_rng(0).uniform(-2, 2, (2000, 3))
+    f = detail_layer(pts, np.zeros(2000, np.int64), 1.0)
+    assert 0.5 <= f.min() < 0.7 and 1.3 < f.max() <= 1.5
+    np.testing.assert_array_equal(detail_layer(pts, np.zeros(2000, np.int64), 0.0), 1.0)
+    with pytest.raises(InputError, match="--texture-detail"):
+        SynthConfig(texture_detail=1.5).validate()

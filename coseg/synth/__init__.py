@@ -59,7 +59,7 @@ def generate(out_dir: str | Path, config: SynthConfig | None = None, *, force: b
     layout = build_layout(cfg.kind, np.random.default_rng([cfg.seed, 0]))
     views = make_views(layout, cfg.views, cfg.test_views, cfg.width, cfg.height, cfg.hfov_deg,
                        np.random.default_rng([cfg.seed, 1]))
-    renderer = Renderer(layout)
+    renderer = Renderer(layout, cfg.texture_detail)
     n_cls = len(layout.classes)
     rates = instance_error_rates(len(layout.instance_class), cfg.seed, cfg.labels)
     confusions = confusion_ids(layout.classes)

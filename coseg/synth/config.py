@@ -34,6 +34,9 @@ class SynthConfig:
     """Points in points3d.ply, sampled from the training views' depth."""
     point_noise: float = 0.01
     """Standard deviation (metres) of the Gaussian noise added to every point, like an SfM cloud's."""
+    texture_detail: float = 0.0
+    """Contrast (0-1) of a fine 3 cm value-noise texture layer that gives SIFT enough keypoints for
+    structure from motion (`coseg poses`); 0 keeps the demo scene's coarse textures."""
     labels: LabelNoiseConfig = field(default_factory=LabelNoiseConfig)
     """Strengths of the simulated zero-shot label errors."""
 
@@ -50,6 +53,8 @@ class SynthConfig:
             raise InputError(f"--size {self.width}x{self.height}: width and height must be 8..{MAX_SIZE} pixels")
         if not 10.0 <= self.hfov_deg <= 150.0:
             raise InputError(f"hfov {self.hfov_deg}: must be 10..150 degrees")
+        if not 0.0 <= self.texture_detail <= 1.0:
+            raise InputError(f"--texture-detail {self.texture_detail}: must be in 0..1")
         if self.points < 1 or self.point_noise < 0:
             raise InputError(f"points {self.points} / point noise {self.point_noise}: "
                              "need at least 1 point and a noise >= 0")

@@ -18,7 +18,7 @@ import open3d as o3d
 
 from coseg.synth.cameras import View
 from coseg.synth.layout import Layout
-from coseg.synth.textures import PATTERNS, albedo
+from coseg.synth.textures import PATTERNS, albedo, detail_layer
 
 SHADOW_FLOOR = 0.3
 _EPS = 1e-3
@@ -41,10 +41,16 @@ class Render:
 
 
 class Renderer:
-    """Ray-casts views of one layout."""
+    """Ray-casts views of one layout.
 
-    def __init__(self, layout: Layout):
+    Args:
+        layout: the scene.
+        detail: strength (0-1) of the fine texture detail layer (`textures.detail_layer`).
+    """
+
+    def __init__(self, layout: Layout, detail: float = 0.0):
         self.layout = layout
+        self.detail = float(detail)
         self.scene = o3d.t.geometry.RaycastingScene()
         ids = [self.scene.add_triangles(p.vertices.astype(np.float32), p.triangles.astype(np.uint32))
                for p in layout.pieces]
@@ -114,6 +120,8 @@ class Renderer:
             irradiance += light.power * cos * visible / (1.0 + (dist / light.falloff) ** 2)
         base = albedo(points, self._pattern[piece], self._color_a[piece], self._color_b[piece],
                       self._scale[piece], self._seed[piece])
+        if self.detail > 0:
+            base = np.clip(base * detail_layer(points, self._seed[piece], self.detail)[:, None], 0.0, 1.0)
         return base * irradiance[:, None]
 
 
