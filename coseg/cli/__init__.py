@@ -16,7 +16,7 @@ import sys
 from coseg.errors import CosegError
 
 #: Subcommand modules, in --help order.
-COMMANDS = ["synth", "info", "build", "segment", "eval", "render", "edit", "bench", "pretrain_spatial"]
+COMMANDS = ["synth", "info", "poses", "build", "segment", "eval", "render", "edit", "bench", "pretrain_spatial"]
 
 
 def build_parser() -> argparse.ArgumentParser:
