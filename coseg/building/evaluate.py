@@ -29,6 +29,7 @@ import torch
 
 from coseg.errors import InputError
 from coseg.gaussians import Gaussians
+from coseg.normalize import Similarity
 from coseg.run import RunDir
 from coseg.scene import Camera, Scene
 
@@ -47,16 +48,21 @@ class RenderContext:
     background: torch.Tensor
     """[3] background colour."""
     backend: str = "auto"
+    frame: Similarity = field(default_factory=Similarity.identity)
+    """The run's working frame: `tensors` are in it and `render` moves each camera into it."""
     cache: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def load(cls, run: RunDir, scene: Scene, backend: str = "auto") -> "RenderContext":
         """Context for a run whose gaussians.ply exists."""
+        from coseg.normalize import run_frame
         from coseg.render import gaussian_tensors
 
         gaussians = load_run_gaussians(run)
+        frame = run_frame(run, scene)
         background = torch.ones(3) if scene.white_background else torch.zeros(3)
-        return cls(run, scene, gaussians, gaussian_tensors(gaussians), background, backend)
+        return cls(run, scene, gaussians, gaussian_tensors(frame.apply_gaussians(gaussians)), background,
+                   backend, frame)
 
     def render(self, cam: Camera, render_depth: bool = False
                ) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
@@ -64,7 +70,7 @@ class RenderContext:
         from coseg.render import camera_tensors, rasterization
 
         t = self.tensors
-        viewmat, K = camera_tensors(cam)
+        viewmat, K = camera_tensors(self.frame.apply_camera(cam))
         with torch.no_grad():
             return rasterization(t["means"], t["quats"], t["scales"], t["opacities"], t["sh"],
                                  viewmat, K, cam.width, cam.height, sh_degree=self.gaussians.sh_degree,
@@ -90,7 +96,7 @@ def render_rgb(ctx: RenderContext, cam: Camera) -> np.ndarray:
 def render_depth(ctx: RenderContext, cam: Camera) -> np.ndarray:
     """[H, W] uint16 expected z-depth in millimetres (0 where alpha < 0.5)."""
     _, alpha, meta = ctx.render(cam, render_depth=True)
-    depth = meta["depth"][..., 0].numpy().astype(np.float64)
+    depth = meta["depth"][..., 0].numpy().astype(np.float64) / ctx.frame.scale  # input units
     mm = np.clip(np.round(depth * 1000.0), 0, 65535)
     mm[alpha[..., 0].numpy() < 0.5] = 0
     return mm.astype(np.uint16)

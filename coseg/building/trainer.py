@@ -10,6 +10,10 @@ order is a pure function of (seed, epoch), learning rates of the iteration, and
 the parameters, Adam moments, densification statistics and RNG states come
 from the checkpoint.
 
+The scene is moved into the run's working frame first (`coseg.normalize`;
+recorded in config.json, checkpoints stay in it) and gaussians.ply is written
+back in the input's frame.
+
 Progress record keys: ``event`` ("step", "stopped", "done"), ``iteration``,
 ``iterations``, ``loss``, ``l1``, ``ssim``, ``psnr`` (held training view, every
 ``log_every`` steps and at the end, else None), ``num_gaussians``,
@@ -42,6 +46,7 @@ from coseg.building.optim import (create_optimizer, create_params, means_lr, par
                                   set_means_lr)
 from coseg.building.strategy import DensifyStrategy
 from coseg.errors import InputError
+from coseg.normalize import Similarity, canonical_frame
 from coseg.run import RunDir
 from coseg.scene import Scene
 
@@ -115,17 +120,21 @@ def _train(scene: Scene, config: BuildConfig, run_dir: str | Path | RunDir,
     from coseg.render import camera_tensors
 
     run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
-    extent = scene.extent()
     ckpt = None
     if resume:
         run = RunDir.open(run.path)
         ckpt = load_latest_checkpoint(run.checkpoints_dir)
         config = BuildConfig.from_dict(ckpt["extra"]["config"])
-        extent = ckpt["extra"]["extent"]
-    elif run.config_path.exists():
-        run = RunDir.open(run.path)
+        # Checkpoints are in the working frame they were trained in (identity before it existed).
+        recorded = ckpt["extra"].get("frame")
+        frame = Similarity.identity() if recorded is None else Similarity.from_dict(recorded)
     else:
-        run = RunDir.create(run.path, scene.root, config.downscale)
+        run = RunDir.open(run.path) if run.config_path.exists() else RunDir.create(run.path, scene.root,
+                                                                                   config.downscale)
+        frame = canonical_frame(scene.train_cameras, scene.points_xyz)
+        run.update_config("frame", frame.to_dict())
+    scene = frame.apply_scene(scene)
+    extent = ckpt["extra"]["extent"] if ckpt is not None else scene.extent()
     if ckpt is None:  # a fresh start in a reused folder: no result of an earlier build may survive
         for _, stale in list_checkpoints(run.checkpoints_dir):
             stale.unlink()
@@ -171,8 +180,8 @@ def _train(scene: Scene, config: BuildConfig, run_dir: str | Path | RunDir,
         return float(-10.0 * np.log10(max(mse, 1e-12)))
 
     def save(iteration: int) -> None:
-        extra = {"config": config.to_dict(), "extent": extent, "elapsed_s": elapsed,
-                 "raster_s": raster_s, "rest_s": rest_s, "cpu_s": cpu0 + time.process_time() - cpu_start}
+        extra = {"config": config.to_dict(), "extent": extent, "frame": frame.to_dict(),
+                 "elapsed_s": elapsed, "raster_s": raster_s, "rest_s": rest_s, "cpu_s": cpu0 + time.process_time() - cpu_start}
         save_checkpoint(run.checkpoints_dir, iteration, params, optimizer, state, extra,
                         keep=config.keep_checkpoints)
 
@@ -235,7 +244,7 @@ def _train(scene: Scene, config: BuildConfig, run_dir: str | Path | RunDir,
 
     if iteration % config.checkpoint_every != 0 and iteration > start:
         save(iteration)
-    gaussians = params_to_gaussians(params)
+    gaussians = frame.inverse().apply_gaussians(params_to_gaussians(params))
     write_gaussians_ply(gaussians, run.gaussians_path)
     summary = {
         "completed": not stopped and iteration >= config.iterations, "iterations": iteration,

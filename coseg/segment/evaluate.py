@@ -25,15 +25,18 @@ class SegmentedRun:
 
     def __init__(self, run_dir: Path) -> None:
         from coseg.io.ply import read_gaussians_ply
+        from coseg.normalize import recorded_frame
         from coseg.render import gaussian_tensors
+        from coseg.run import RunDir
 
         self.run_dir = Path(run_dir)
         seg = load_segmentation(self.run_dir)
         self.kept = seg["kept"]
         self.class_ids = seg["class_ids"]
         self.logits = torch.from_numpy(seg["logits"].astype(np.float32))
+        self.frame = recorded_frame(RunDir.open(self.run_dir))
         g = read_gaussians_ply(self.run_dir / "gaussians.ply")
-        params = gaussian_tensors(g)
+        params = gaussian_tensors(self.frame.apply_gaussians(g))
         idx = torch.from_numpy(self.kept)
         self.params = {k: v[idx].contiguous() for k, v in params.items()}
         self.sh_degree = g.sh_degree
@@ -41,7 +44,7 @@ class SegmentedRun:
     def _raster(self, cam, colors, sh_degree=None):
         from coseg.render import camera_tensors, rasterization
 
-        viewmat, K = camera_tensors(cam)
+        viewmat, K = camera_tensors(self.frame.apply_camera(cam))  # cameras come in the input frame
         p = self.params
         return rasterization(p["means"], p["quats"], p["scales"], p["opacities"], colors, viewmat, K,
                              cam.width, cam.height, sh_degree=sh_degree)

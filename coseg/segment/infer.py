@@ -77,6 +77,8 @@ def write_segment_outputs(run, scene, gaussians, kept: np.ndarray, class_ids: np
                           info: dict, field: str) -> dict:
     """Write segmentation.npz (logits [N_kept, C], kept, class ids) and segmented.ply.
 
+    `gaussians` are in the run's working frame; segmented.ply is written in the input's frame.
+
     Returns:
         the stage's summary: `info` plus the field and the Gaussians per segment.
     """
@@ -88,7 +90,9 @@ def write_segment_outputs(run, scene, gaussians, kept: np.ndarray, class_ids: np
         buf = io.BytesIO()
         np.savez(buf, logits=logits, kept=kept.astype(np.int64), class_ids=class_ids)
         f.write(buf.getvalue())
-    segmented = gaussians.subset(kept)
+    from coseg.normalize import to_input_frame
+
+    segmented = to_input_frame(run, gaussians.subset(kept))
     segmented.segments = segments
     write_gaussians_ply(segmented, run.path / "segmented.ply")
     ids, counts = np.unique(segments, return_counts=True)

@@ -78,8 +78,11 @@ class SegmentationModel:
         self.feature_dims = widths
         self.encoder = self._encoder() if (c.field == "coseg" and c.use_spatial) else None
         self.views = []
+        from coseg.normalize import WORKING_UNIT_METRES
+
+        # The stage works in the run's working frame (coseg.normalize); the encoder expects metres.
         for rec in encode_views(self.cams, self.params, self.encoder, self.encoder is not None,
-                                c.seed, self.labels.labelled):
+                                c.seed, self.labels.labelled, scale=WORKING_UNIT_METRES):
             vi = rec.pop("view_inputs", None)
             if vi is not None:
                 self.views.append(vi)

@@ -1,7 +1,7 @@
 """The Segmentation Learning Stage (paper Sec. 3.3): a generator of progress records.
 
 `segment(run_dir, config)` reads the run's built Gaussians and its scene,
-prepares the inputs (`coseg.segment.prepare`), trains the fusion decoder (or
+moves both into the run's working frame (`coseg.normalize`), prepares the inputs (`coseg.segment.prepare`), trains the fusion decoder (or
 the per-Gaussian baseline) with the CoSeg loss against the raw training labels
 rendered through the engine (Eq. 3, softmax per pixel), then decodes every
 Gaussian's logits and writes ``segmented.ply`` (with a ``segment`` property =
@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 def _load_run(run_dir: Path):
     from coseg.io.ply import read_gaussians_ply
+    from coseg.normalize import working_inputs
     from coseg.readers import read_scene
     from coseg.run import RunDir
 
@@ -44,7 +45,8 @@ def _load_run(run_dir: Path):
         raise InputError(f"{run.config_path}: records no scene folder; the segmentation stage needs "
                          "the scene's images and labels")
     scene = read_scene(scene_cfg["path"], downscale=int(scene_cfg.get("downscale", 1)))
-    return run, scene, read_gaussians_ply(run.gaussians_path)
+    scene, gaussians, _ = working_inputs(run, scene, read_gaussians_ply(run.gaussians_path))
+    return run, scene, gaussians
 
 
 def segment(run_dir: str | Path, config: SegmentConfig | None = None, stop_event=None,
