@@ -14,7 +14,7 @@ import pytest
 from coseg.building.config import BuildConfig
 from coseg.building.init import init_gaussians, knn_scales, seen_by_any
 from coseg.building.trainer import check_training_scene, view_index
-from coseg.errors import InputError
+from coseg.errors import CosegError, InputError
 from coseg.io.images import write_png
 from coseg.scene import Camera, Scene
 
@@ -104,6 +104,19 @@ def test_init_prefers_scene_points(tiny_scene):
     # DC colour reproduces a scene point colour
     i = np.flatnonzero((np.abs(tiny_scene.points_xyz - g.means[0]) < 1e-6).all(1))[0]
     np.testing.assert_allclose(g.colors[0], tiny_scene.points_rgb[i], atol=1e-5)
+
+
+def test_init_method_chooses_one_source(tiny_scene):
+    g, report = init_gaussians(tiny_scene, BuildConfig(init_method="random", init_random_points=150),
+                               tiny_scene.extent())
+    assert report["method"] == "random" and report["tried"] == ["random"] and 0 < len(g) <= 150
+    _, report = init_gaussians(tiny_scene, BuildConfig(init_method="scene"), tiny_scene.extent())
+    assert report["method"] == "scene"
+    tiny_scene.points_xyz = None
+    with pytest.raises(InputError, match="init_method=scene gives no initial point"):
+        init_gaussians(tiny_scene, BuildConfig(init_method="scene"), tiny_scene.extent())
+    with pytest.raises(CosegError, match="init_method='grid'"):
+        BuildConfig(init_method="grid")
 
 
 def test_knn_scales_is_rms_of_three_neighbours():

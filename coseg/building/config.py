@@ -57,6 +57,9 @@ class BuildConfig:
     adam_eps: float = 1e-15
     """Adam epsilon (3DGS)."""
 
+    init_method: str = "auto"
+    """Initial points: "auto" (the scene's points, else depth maps, else random; see
+    coseg.building.init), or only "scene", "depth" or "random"."""
     init_max_points: int = 30_000
     """Initial points are randomly subsampled to at most this many."""
     init_min_points: int = 20_000
@@ -103,6 +106,9 @@ class BuildConfig:
             raise CosegError(f"building setting iterations={self.iterations}: must be >= 1")
         if not 0 <= self.max_sh_degree <= 3:
             raise CosegError(f"building setting max_sh_degree={self.max_sh_degree}: must be 0..3")
+        if self.init_method not in ("auto", "scene", "depth", "random"):
+            raise CosegError(f"building setting init_method={self.init_method!r}: "
+                             "choose auto, scene, depth or random")
         if not 0.0 <= self.lambda_l1 <= 1.0:
             raise CosegError(f"building setting lambda_l1={self.lambda_l1}: must be in [0, 1]")
         for name in ("downscale", "sh_interval", "log_every", "checkpoint_every", "keep_checkpoints",

@@ -15,6 +15,9 @@ When the scene's points are fewer than ``init_min_points`` (sparse SfM
 points) and depth maps exist, back-projected depth points are added (method
 ``scene+depth``): a dense start of small Gaussians instead of few large ones.
 
+``init_method`` other than "auto" uses that one source only (e.g. "random" to
+ignore the SfM points of `coseg poses`, "scene" to insist on them).
+
 Points beyond ``init_max_points`` are randomly subsampled (seeded). Each
 Gaussian is isotropic with scale = root-mean-square distance to its 3 nearest
 neighbours (3DGS's rule, scipy cKDTree), opacity ``init_opacity``, identity
@@ -147,7 +150,7 @@ def init_gaussians(scene: Scene, config: BuildConfig, extent: float) -> tuple[Ga
 
     Args:
         scene: the scene; its training cameras decide what counts as seen.
-        config: building settings (init_max_points, init_min_points, init_random_points,
+        config: building settings (init_method, init_max_points, init_min_points, init_random_points,
             init_opacity, max_sh_degree, seed).
         extent: scene extent (radius of the random-points ball).
 
@@ -161,7 +164,8 @@ def init_gaussians(scene: Scene, config: BuildConfig, extent: float) -> tuple[Ga
     cams = scene.train_cameras
     tried = []
     points = None
-    for method in ("scene", "depth", "random"):
+    methods = ("scene", "depth", "random") if config.init_method == "auto" else (config.init_method,)
+    for method in methods:
         if method == "scene":
             points = _from_scene(scene, cams)
         elif method == "depth":
@@ -171,12 +175,15 @@ def init_gaussians(scene: Scene, config: BuildConfig, extent: float) -> tuple[Ga
         tried.append(method)
         if points is not None:
             break
+    if points is None and config.init_method != "auto":
+        raise InputError(f"{scene.root}: init_method={config.init_method} gives no initial point inside "
+                         "a training camera's view (no scene points or depth maps?); use init_method=auto")
     if points is None:
         raise InputError(f"{scene.root}: cannot initialise Gaussians: no scene points, depth maps "
                          f"or random points lie inside any training camera's view "
                          f"(tried {', '.join(tried)}); check the camera poses")
     xyz, rgb = points
-    if method == "scene" and len(xyz) < config.init_min_points:
+    if method == "scene" and config.init_method == "auto" and len(xyz) < config.init_min_points:
         extra = _from_depth(scene, cams, config.init_max_points - len(xyz))
         if extra is not None:
             xyz, rgb = np.concatenate([xyz, extra[0]]), np.concatenate([rgb, extra[1]])

@@ -32,6 +32,8 @@ def add_parser(sub) -> None:
                    help=f"COLMAP camera model of all photos; PINHOLE for undistorted photos ({d.camera_model})")
     p.add_argument("--max-image-size", type=int, default=d.max_image_size,
                    help=f"longest side SIFT runs at ({d.max_image_size})")
+    p.add_argument("--max-features", type=int, default=d.max_features,
+                   help=f"most SIFT features per photo; fewer match faster ({d.max_features})")
     p.add_argument("--threads", type=int, default=d.threads, help="CPU threads (-1: all cores)")
     p.add_argument("--seed", type=int, default=d.seed, help=f"random seed ({d.seed})")
     p.add_argument("--link", choices=("copy", "symlink"), default=d.link,
@@ -46,8 +48,8 @@ def run(args) -> int:
     from coseg.poses import PosesConfig, recover_poses
 
     config = PosesConfig(matcher=args.matcher, overlap=args.overlap, camera_model=args.camera_model,
-                         max_image_size=args.max_image_size, threads=args.threads, seed=args.seed,
-                         link=args.link)
+                         max_image_size=args.max_image_size, max_features=args.max_features,
+                         threads=args.threads, seed=args.seed, link=args.link)
     labels = {"extract": "SIFT features", "match": "matching", "map": "mapping"}
     units = {"extract": "img", "match": "pair", "map": "img"}
     bars: dict[str, tqdm] = {}

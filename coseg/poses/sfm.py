@@ -30,6 +30,8 @@ import time
 from pathlib import Path
 from typing import Iterator
 
+import numpy as np
+
 from coseg.errors import CosegError, InputError
 from coseg.poses.config import PosesConfig, choose_matcher, image_pairs
 
@@ -38,6 +40,8 @@ log = logging.getLogger(__name__)
 #: Images per extraction call and pairs per matching call: the granularity of the progress bars.
 EXTRACT_CHUNK = 8
 MATCH_CHUNK = 64
+#: A registered image seeing fewer than this fraction of the median image's 3D points is "weak".
+WEAK_FRACTION = 0.25
 #: What SCENE may already hold; replaced only with --overwrite.
 RESULT_NAMES = ("images", "sparse", "database.db", "poses.json")
 
@@ -157,6 +161,10 @@ def recover_poses(photos: str | os.PathLike, out: str | os.PathLike, config: Pos
         shutil.rmtree(staging, ignore_errors=True)
     if report["registered"] < len(names):
         log.warning("%s", _partial_line(report, matcher))
+    if report["weak"]:
+        log.warning("%d photo(s) registered from fewer than %d%% of the median photo's points, poses "
+                    "possibly off: %s", len(report["weak"]), round(100 * WEAK_FRACTION),
+                    ", ".join(report["weak"][:5]) + (", ..." if len(report["weak"]) > 5 else ""))
     yield {"phase": "done", "report": report}
 
 
@@ -270,6 +278,8 @@ def _write_scene(rec, photos: Path, names: list[str], staging: Path, config: Pos
     images = staging / "images"
     images.mkdir()
     kept = sorted(rec.images[i].name for i in rec.reg_image_ids())
+    points = {rec.images[i].name: rec.images[i].num_points3D for i in rec.reg_image_ids()}
+    median = float(np.median(list(points.values())))
     for name in kept:
         if config.link == "symlink":
             (images / name).symlink_to(photos / name)
@@ -278,6 +288,9 @@ def _write_scene(rec, photos: Path, names: list[str], staging: Path, config: Pos
     camera = next(iter(rec.cameras.values()))
     return {"registered": len(kept), "total": len(names),
             "unregistered": sorted(set(names) - set(kept)), "points": rec.num_points3D(),
+            # Registered from few points: such a view has little overlap and its pose may be off.
+            "weak": sorted(n for n, k in points.items() if k < WEAK_FRACTION * median),
+            "points_per_image_median": median,
             "mean_reprojection_error_px": round(float(rec.compute_mean_reprojection_error()), 4),
             "mean_track_length": round(float(rec.compute_mean_track_length()), 3),
             "camera": {"model": camera.model_name, "width": camera.width, "height": camera.height,
