@@ -114,6 +114,18 @@ def train(scene: Scene, config: BuildConfig, run_dir: str | Path | RunDir,
         torch.set_num_threads(threads)
 
 
+def _working_scene(scene: Scene, run: RunDir, ckpt: dict | None) -> tuple[Scene, Similarity]:
+    """The scene in the run's working frame: a fresh build chooses and records it, a resumed one
+    keeps its checkpoint's (identity for checkpoints written before the working frame existed)."""
+    if ckpt is None:
+        frame = canonical_frame(scene.train_cameras, scene.points_xyz)
+        run.update_config("frame", frame.to_dict())
+    else:
+        recorded = ckpt["extra"].get("frame")
+        frame = Similarity.identity() if recorded is None else Similarity.from_dict(recorded)
+    return frame.apply_scene(scene), frame
+
+
 def _train(scene: Scene, config: BuildConfig, run_dir: str | Path | RunDir,
            stop_event: threading.Event | None, resume: bool) -> Iterator[dict[str, Any]]:
     from coseg.io.ply import write_gaussians_ply
@@ -125,15 +137,11 @@ def _train(scene: Scene, config: BuildConfig, run_dir: str | Path | RunDir,
         run = RunDir.open(run.path)
         ckpt = load_latest_checkpoint(run.checkpoints_dir)
         config = BuildConfig.from_dict(ckpt["extra"]["config"])
-        # Checkpoints are in the working frame they were trained in (identity before it existed).
-        recorded = ckpt["extra"].get("frame")
-        frame = Similarity.identity() if recorded is None else Similarity.from_dict(recorded)
+    elif run.config_path.exists():
+        run = RunDir.open(run.path)
     else:
-        run = RunDir.open(run.path) if run.config_path.exists() else RunDir.create(run.path, scene.root,
-                                                                                   config.downscale)
-        frame = canonical_frame(scene.train_cameras, scene.points_xyz)
-        run.update_config("frame", frame.to_dict())
-    scene = frame.apply_scene(scene)
+        run = RunDir.create(run.path, scene.root, config.downscale)
+    scene, frame = _working_scene(scene, run, ckpt)
     extent = ckpt["extra"]["extent"] if ckpt is not None else scene.extent()
     if ckpt is None:  # a fresh start in a reused folder: no result of an earlier build may survive
         for _, stale in list_checkpoints(run.checkpoints_dir):
@@ -180,8 +188,8 @@ def _train(scene: Scene, config: BuildConfig, run_dir: str | Path | RunDir,
         return float(-10.0 * np.log10(max(mse, 1e-12)))
 
     def save(iteration: int) -> None:
-        extra = {"config": config.to_dict(), "extent": extent, "frame": frame.to_dict(),
-                 "elapsed_s": elapsed, "raster_s": raster_s, "rest_s": rest_s, "cpu_s": cpu0 + time.process_time() - cpu_start}
+        extra = {"config": config.to_dict(), "extent": extent, "frame": frame.to_dict(), "elapsed_s": elapsed,
+                 "raster_s": raster_s, "rest_s": rest_s, "cpu_s": cpu0 + time.process_time() - cpu_start}
         save_checkpoint(run.checkpoints_dir, iteration, params, optimizer, state, extra,
                         keep=config.keep_checkpoints)
 
