@@ -126,3 +126,17 @@ def test_gsplat_single_camera_means2d_leaf_receives_the_gradient():
         (node ** 2).sum().backward(retain_graph=True)
     torch.testing.assert_close(leaf.grad, 2 * 2 * node[0].detach())
     assert leaf.is_leaf and leaf.shape == (6, 2)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("name", [pytest.param(n, marks=_needs(n)) for n in BACKENDS])
+def test_cuda_backend_dominant_matches_cpu(name):
+    """The dominant-Gaussian map agrees with the CPU kernel's on all but boundary pixels."""
+    w, h = 48, 40
+    scene = make_scene(9, w, h, 3, n=150)
+    args = [scene[k] for k in GROUPS]
+    vms, ks = torch.stack([scene["viewmat"]] * 2), torch.stack([scene["K"]] * 2)
+    _, _, meta = rasterization(*args, vms, ks, w, h, render_dominant=True, backend=name)
+    _, _, meta_c = rasterization(*args, vms, ks, w, h, render_dominant=True, backend="cpu")
+    assert meta["dominant"].shape == (2, h, w) and meta["dominant"].dtype == torch.int64
+    assert float((meta["dominant"].cpu() != meta_c["dominant"]).double().mean()) <= 0.02

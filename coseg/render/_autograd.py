@@ -70,12 +70,13 @@ class ProjectGaussians(torch.autograd.Function):
 
 
 class RasterizeGaussians(torch.autograd.Function):
-    """Blend projected Gaussians: returns (image [H,W,C], alpha [H,W,1], contrib [N] int32)."""
+    """Blend projected Gaussians: returns (image [H,W,C], alpha [H,W,1], contrib [N] int32,
+    dominant [H,W] int64 (-1 = none; [0, 0] unless `want_dominant`))."""
 
     @staticmethod
     def forward(ctx: Any, means2d: torch.Tensor, conics: torch.Tensor, colors: torch.Tensor,
                 opacities: torch.Tensor, background: torch.Tensor, radii: torch.Tensor,
-                depths: torch.Tensor, width: int, height: int):
+                depths: torch.Tensor, width: int, height: int, want_dominant: bool = False):
         dt = work_dtype(means2d, conics, colors, opacities)
         xy, con, col = as_numpy(means2d, dt), as_numpy(conics, dt), as_numpy(colors, dt)
         op, bg = as_numpy(opacities, dt), as_numpy(background, dt)
@@ -88,20 +89,22 @@ class RasterizeGaussians(torch.autograd.Function):
         out_t = np.empty((height, width), np.float64)
         out_last = np.empty((height, width), np.int32)
         entry_count = np.empty(isect_gauss.shape[0], np.int32)
+        dominant = np.empty((height, width), np.int32) if want_dominant else None
         with numba.parallel_chunksize(1):
             raster_fwd(tile_offsets, isect_gauss, projected, col, bg, width, height,
-                       img, out_t, out_last, entry_count)
+                       img, out_t, out_last, entry_count, dominant)
         contrib = np.empty((n, 1), np.int32)
         reduce_entries(gauss_offsets, gauss_entries, entry_count[:, None], contrib)
         ctx.arrays = (projected, col, bg, binning, (out_t, out_last, entry_count))
         ctx.size = (width, height)
         alpha = torch.from_numpy((1.0 - out_t).astype(dt)[..., None])
         contrib_t = torch.from_numpy(contrib[:, 0])
-        ctx.mark_non_differentiable(contrib_t)
-        return torch.from_numpy(img), alpha, contrib_t
+        dominant_t = torch.from_numpy(dominant.astype(np.int64) if want_dominant else np.zeros((0, 0), np.int64))
+        ctx.mark_non_differentiable(contrib_t, dominant_t)
+        return torch.from_numpy(img), alpha, contrib_t, dominant_t
 
     @staticmethod
-    def backward(ctx: Any, v_img, v_alpha, _v_contrib):
+    def backward(ctx: Any, v_img, v_alpha, _v_contrib, _v_dominant):
         projected, col, bg, binning, saved = ctx.arrays
         out_t = saved[0]
         xy = projected[0]
@@ -132,29 +135,34 @@ class RasterizeGaussians(torch.autograd.Function):
             v_col = torch.from_numpy(v_col)
         if need[4]:
             v_bg = (torch.from_numpy(out_t.astype(dt))[..., None] * v_img).sum((0, 1))
-        return v_xy, v_con, v_col, v_op, v_bg, None, None, None, None
+        return v_xy, v_con, v_col, v_op, v_bg, None, None, None, None, None
 
 
 def rasterize_view(means: torch.Tensor, quats: torch.Tensor, scales: torch.Tensor,
                    opacities: torch.Tensor, colors: torch.Tensor, viewmat: torch.Tensor,
                    K: torch.Tensor, width: int, height: int, background: torch.Tensor,
-                   near_plane: float) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+                   near_plane: float, render_dominant: bool = False
+                   ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
     """Render one camera with the CPU kernels (inputs already validated).
 
     Args:
         means [N, 3], quats [N, 4], scales [N, 3], opacities [N], colors [N, C] (already
         evaluated from SH when needed), viewmat [4, 4], K [3, 3], background [C].
+        render_dominant: also return meta["dominant"].
 
     Returns:
-        image [H, W, C], alpha [H, W, 1], meta with radii, visible, contrib, means2d, depths.
+        image [H, W, C], alpha [H, W, 1], meta with radii, visible, contrib, means2d, depths
+        (and dominant [H, W] int64 when asked).
     """
     vm = viewmat.detach().cpu().numpy().astype(np.float64)
     k = K.detach().cpu().numpy().astype(np.float64)
     intr = np.array([k[0, 0], k[1, 1], k[0, 2], k[1, 2]], np.float64)
     means2d, conics, depths, radii = ProjectGaussians.apply(
         means, quats, scales, vm, intr, width, height, near_plane)
-    img, alpha, contrib = RasterizeGaussians.apply(
-        means2d, conics, colors, opacities, background, radii, depths, width, height)
+    img, alpha, contrib, dominant = RasterizeGaussians.apply(
+        means2d, conics, colors, opacities, background, radii, depths, width, height, render_dominant)
     meta = {"radii": radii, "visible": radii > 0, "contrib": contrib, "means2d": means2d,
             "depths": depths, "conics": conics}
+    if render_dominant:
+        meta["dominant"] = dominant
     return img, alpha, meta

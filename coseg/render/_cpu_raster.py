@@ -6,6 +6,10 @@ one only visits the pixels `_cpu_pixels.entry_pixels` lists for it (those where
 its alpha reaches 1/255, with their Gaussian value), so the result is exactly the
 per-pixel loop's, for a fraction of the work. Power, alpha and transmittance are
 float64; colours accumulate in the colours' dtype.
+
+On request the same sweep records each pixel's dominant Gaussian: the one with
+the largest blending weight alpha * T (the first, front to back, on a tie), the
+map per-view instance masks are associated through (`coseg.labels`).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ _NB = dict(parallel=True, cache=True, nogil=True)
 
 @nb.njit(**_NB)
 def raster_fwd(tile_offsets, isect_gauss, projected, colors, background, width, height,
-               out_img, out_t, out_last, entry_count):
+               out_img, out_t, out_last, entry_count, out_dominant):
     """Front-to-back blending of every tile.
 
     Args:
@@ -31,6 +35,9 @@ def raster_fwd(tile_offsets, isect_gauss, projected, colors, background, width, 
         out_img [H, W, C] of the colours' dtype, out_t [H, W] float64 (final transmittance),
         out_last [H, W] int32 (1 + position in the tile list of the last blended entry, 0 if none),
         entry_count [M] int32 (pixels blended per entry): outputs, fully overwritten.
+        out_dominant: [H, W] int32 output, the Gaussian with the largest alpha * T per pixel
+            (-1: none blended), or None. numba prunes the ``is None`` branches at compile
+            time, so the colour-only specialisation does no dominant bookkeeping at all.
     """
     means2d, conics, opacities, setup = projected
     n_ch = colors.shape[1]
@@ -48,6 +55,9 @@ def raster_fwd(tile_offsets, isect_gauss, projected, colors, background, width, 
         acc = np.zeros((TILE * TILE, n_ch), colors.dtype)
         pix_k = np.empty(TILE * TILE, np.int64)
         pix_g = np.empty(TILE * TILE)
+        n_best = TILE * TILE if out_dominant is not None else 0
+        best_w = np.zeros(n_best)
+        best_g = np.full(n_best, -1, np.int32)
         n_done = 0
         start = tile_offsets[tile]
         end = tile_offsets[tile + 1]
@@ -78,6 +88,10 @@ def raster_fwd(tile_offsets, isect_gauss, projected, colors, background, width, 
                 else:
                     for c in range(n_ch):
                         acc[k, c] += w * colors[g, c]
+                if out_dominant is not None:
+                    if alpha * trans[k] > best_w[k]:
+                        best_w[k] = alpha * trans[k]
+                        best_g[k] = g
                 trans[k] = t_next
                 last[k] = e - start + 1
                 count += 1
@@ -88,5 +102,7 @@ def raster_fwd(tile_offsets, isect_gauss, projected, colors, background, width, 
                 t = trans[k]
                 out_t[py, px] = t
                 out_last[py, px] = last[k]
+                if out_dominant is not None:
+                    out_dominant[py, px] = best_g[k]
                 for c in range(n_ch):
                     out_img[py, px, c] = acc[k, c] + t * background[c]

@@ -10,7 +10,10 @@ wrapper only maps arguments and names:
   by alpha itself), the last channel becomes meta["depth"];
 - radii: gsplat >= 1.5 returns per-axis radii [B, N, 2]; ours are the max;
 - contrib: counted with ``gsplat.rasterize_to_indices_in_range`` over the whole
-  depth range from T = 1 (the (Gaussian, pixel) pairs that are blended).
+  depth range from T = 1 (the (Gaussian, pixel) pairs that are blended);
+- dominant (``render_dominant``): from the same pairs, their alphas recomputed
+  from gsplat's projected means, conics and opacities, by
+  `coseg.render._dominant.dominant_from_pairs`.
 
 Differences from the CPU backend that parity tests tolerate: gsplat culls
 z < near_plane (ours z <= near_plane) and its radius uses max(0.01, ...) under
@@ -36,19 +39,39 @@ def available() -> bool:
     return importlib.util.find_spec("gsplat") is not None and torch.cuda.is_available()
 
 
-def _contributions(gsplat: Any, meta: dict, n_cams: int, n: int, width: int, height: int,
-                   device: torch.device) -> torch.Tensor:
-    """[B, N] int32 number of pixels where each Gaussian is blended."""
+def _blended_pairs(gsplat: Any, meta: dict, n_cams: int, width: int, height: int,
+                   device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(Gaussian ids, pixel ids, camera ids) [M] of every blended pair, over the whole depth range."""
     flatten_ids = meta["flatten_ids"]
     if flatten_ids.numel() == 0:
-        return torch.zeros(n_cams, n, dtype=torch.int32, device=device)
-    opacities = meta["opacities"]
-    gauss_ids, _, cam_ids = gsplat.rasterize_to_indices_in_range(
+        empty = torch.zeros(0, dtype=torch.int64, device=device)
+        return empty, empty, empty
+    return gsplat.rasterize_to_indices_in_range(
         0, 2**30, torch.ones(n_cams, height, width, device=device),
-        meta["means2d"].detach(), meta["conics"].detach(), opacities.detach(),
+        meta["means2d"].detach(), meta["conics"].detach(), meta["opacities"].detach(),
         width, height, meta["tile_size"], meta["isect_offsets"], flatten_ids)
+
+
+def _contributions(pairs, n_cams: int, n: int) -> torch.Tensor:
+    """[B, N] int32 number of pixels where each Gaussian is blended."""
+    gauss_ids, _, cam_ids = pairs
     flat = cam_ids.long() * n + gauss_ids.long()
     return torch.bincount(flat, minlength=n_cams * n).reshape(n_cams, n).int()
+
+
+def _dominant(pairs, meta: dict, n_cams: int, width: int, height: int) -> torch.Tensor:
+    """[B, H, W] int64 dominant Gaussian per pixel from the blended pairs."""
+    from coseg.render._dominant import dominant_from_pairs
+
+    gauss_ids, pixel_ids, cam_ids = (p.long() for p in pairs)
+    xy = meta["means2d"].detach()[cam_ids, gauss_ids]
+    conic = meta["conics"].detach()[cam_ids, gauss_ids]
+    dx = xy[:, 0] - ((pixel_ids % width).to(xy.dtype) + 0.5)
+    dy = xy[:, 1] - ((pixel_ids // width).to(xy.dtype) + 0.5)
+    sigma = 0.5 * (conic[:, 0] * dx * dx + conic[:, 2] * dy * dy) + conic[:, 1] * dx * dy
+    alphas = (meta["opacities"].detach()[cam_ids, gauss_ids] * torch.exp(-sigma)).clamp_max(0.99)
+    depths = meta["depths"].detach()[cam_ids, gauss_ids]
+    return dominant_from_pairs(gauss_ids, pixel_ids, cam_ids, alphas, depths, n_cams, height, width)
 
 
 def _single_camera_means2d(batched: torch.Tensor) -> torch.Tensor:
@@ -63,7 +86,8 @@ def _single_camera_means2d(batched: torch.Tensor) -> torch.Tensor:
 
 
 def rasterize(means, quats, scales, opacities, colors, viewmats, Ks, width, height, *,
-              sh_degree=None, backgrounds=None, render_depth=False, near_plane=0.2, backend="gsplat"):
+              sh_degree=None, backgrounds=None, render_depth=False, render_dominant=False, near_plane=0.2,
+              backend="gsplat"):
     """`coseg.render.rasterization` on gsplat (arguments and returns as documented there)."""
     del backend
     import gsplat
@@ -87,11 +111,14 @@ def rasterize(means, quats, scales, opacities, colors, viewmats, Ks, width, heig
     if radii.dim() == 3:
         radii = radii.amax(-1)
     radii = radii.int()
+    pairs = _blended_pairs(gsplat, gmeta, n_cams, int(width), int(height), dev)
     meta = {
         "radii": radii.to(out_device), "visible": (radii > 0).to(out_device),
-        "contrib": _contributions(gsplat, gmeta, n_cams, n, int(width), int(height), dev).to(out_device),
+        "contrib": _contributions(pairs, n_cams, n).to(out_device),
         "means2d": gmeta["means2d"], "depths": gmeta["depths"].to(out_device),
     }
+    if render_dominant:
+        meta["dominant"] = _dominant(pairs, gmeta, n_cams, int(width), int(height)).to(out_device)
     if render_depth:
         meta["depth"] = images[..., -1:].to(out_device)
         images = images[..., :-1]

@@ -19,7 +19,10 @@ colours (1, z, 0) with a black background: channel 0 is alpha, channel 1 the
 blended z; and it reports no per-Gaussian pixel counts, so meta has no
 "contrib" key on this backend. meta["means2d"] is a [(B,) N, 2] leaf in pixel
 coordinates whose ``.grad`` receives dL/dmeans2d (the rasteriser's NDC-scaled
-screen-space gradient, rescaled to pixels).
+screen-space gradient, rescaled to pixels). For the same reason (no per-pixel
+Gaussian ids or weights leave the rasteriser) meta["dominant"] is computed by
+the CPU kernel on the same Gaussians and cameras; the rasterisers agree on
+which Gaussians blend where (tests/test_render_cuda.py).
 """
 
 from __future__ import annotations
@@ -93,8 +96,20 @@ def _one_camera(dr, means, quats, scales, opacities, colors, sh_degree, viewmat,
     return image.permute(1, 2, 0), alpha, depth, radii, z
 
 
+def _dominant_on_cpu(means, quats, scales, opacities, viewmats, Ks, width, height) -> torch.Tensor:
+    """[(B,) H, W] int64 dominant Gaussians from the CPU kernel (see module docstring)."""
+    from coseg.render.rasterize import rasterization
+
+    with torch.no_grad():
+        cpu = [x.detach().cpu() for x in (means, quats, scales, opacities, viewmats, Ks)]
+        _, _, meta = rasterization(cpu[0], cpu[1], cpu[2], cpu[3], torch.zeros(len(cpu[0]), 1), cpu[4],
+                                   cpu[5], width, height, render_dominant=True, backend="cpu")
+    return meta["dominant"]
+
+
 def rasterize(means, quats, scales, opacities, colors, viewmats, Ks, width, height, *,
-              sh_degree=None, backgrounds=None, render_depth=False, near_plane=0.2, backend="inria"):
+              sh_degree=None, backgrounds=None, render_depth=False, render_dominant=False, near_plane=0.2,
+              backend="inria"):
     """`coseg.render.rasterization` on the official 3DGS rasteriser (see module docstring).
 
     Raises:
@@ -137,6 +152,9 @@ def rasterize(means, quats, scales, opacities, colors, viewmats, Ks, width, heig
             "depths": torch.stack([o[4] for o in outs]).to(out_device)}
     if render_depth:
         meta["depth"] = torch.stack([o[2] for o in outs]).to(out_device)
+    if render_dominant:
+        dominant = _dominant_on_cpu(means, quats, scales, opacities, viewmats, Ks, int(width), int(height))
+        meta["dominant"] = dominant.reshape(n_cams, int(height), int(width)).to(out_device)
     if not batched:
         meta = {k: (v if k == "means2d" else v[0]) for k, v in meta.items()}
         return images[0], alphas[0], meta

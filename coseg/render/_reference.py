@@ -180,7 +180,7 @@ def _exclusive_cumprod(x: torch.Tensor) -> torch.Tensor:
 
 
 def _render_one(means, quats, scales, opacities, colors, viewmat, K, width, height,
-                sh_degree, background, render_depth, near_plane):
+                sh_degree, background, render_depth, near_plane, render_dominant=False):
     """One camera: (image [H, W, C], alpha [H, W, 1], meta) in float64."""
     n = means.shape[0]
     proj = _project(means, quats, scales, viewmat, K, width, height, near_plane)
@@ -202,12 +202,23 @@ def _render_one(means, quats, scales, opacities, colors, viewmat, K, width, heig
     if render_depth:
         depth = weights.T @ proj["depths"][order] / torch.clamp_min(alpha, 1e-10)
         meta["depth"] = depth.reshape(height, width, 1)
+    if render_dominant:
+        meta["dominant"] = _dominant(order, weights).reshape(height, width)
     return image.reshape(height, width, -1), alpha.reshape(height, width, 1), meta
 
 
+def _dominant(order: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """[H*W] int64: per pixel the Gaussian with the largest weight (first front to back), -1 = none."""
+    if weights.shape[0] == 0:
+        return torch.full((weights.shape[1],), -1, dtype=torch.int64)
+    # torch.argmax returns the first maximum, i.e. the front-most Gaussian on a tie.
+    best = torch.argmax(weights.detach(), 0)
+    return torch.where(weights.detach().amax(0) > 0, order[best], torch.full_like(best, -1))
+
+
 def _rasterization(means, quats, scales, opacities, colors, viewmats, Ks, width, height, *,
-                   sh_degree=None, backgrounds=None, render_depth=False, near_plane=0.2,
-                   backend="auto"):
+                   sh_degree=None, backgrounds=None, render_depth=False, render_dominant=False,
+                   near_plane=0.2, backend="auto"):
     """Reference of `coseg.render.rasterization` (same arguments; ``backend`` is ignored).
 
     Args:
@@ -218,6 +229,8 @@ def _rasterization(means, quats, scales, opacities, colors, viewmats, Ks, width,
         sh_degree: SH degree 0-3, or None for per-Gaussian channels.
         backgrounds: [C] or [B, C]; zeros by default.
         render_depth: also return meta["depth"] [.., H, W, 1], the expected z.
+        render_dominant: also return meta["dominant"] [.., H, W] int64, the Gaussian with the
+            largest weight alpha * T per pixel (the front-most on a tie), -1 where none blends.
         near_plane: cull Gaussians with camera z <= near_plane.
 
     Returns:
@@ -236,7 +249,7 @@ def _rasterization(means, quats, scales, opacities, colors, viewmats, Ks, width,
         backgrounds = torch.zeros(channels, dtype=f64)
     backgrounds = backgrounds.to(f64).reshape(-1, channels).expand(viewmats.shape[0], channels)
     outs = [_render_one(means, quats, scales, opacities, colors, viewmats[b], Ks[b], width,
-                        height, sh_degree, backgrounds[b], render_depth, near_plane)
+                        height, sh_degree, backgrounds[b], render_depth, near_plane, render_dominant)
             for b in range(viewmats.shape[0])]
     if not batched:
         return outs[0]

@@ -26,6 +26,7 @@ def rasterization(
     sh_degree: int | None = None,
     backgrounds: torch.Tensor | None = None,
     render_depth: bool = False,
+    render_dominant: bool = False,
     near_plane: float = 0.2,
     backend: Backend = "auto",
 ) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
@@ -44,6 +45,9 @@ def rasterization(
         sh_degree: SH degree 0..3, or None when `colors` are plain channels.
         backgrounds: [C] or [B, C] colour behind the Gaussians (default zeros).
         render_depth: also return meta["depth"] [(B,) H, W, 1], expected camera z.
+        render_dominant: also return meta["dominant"] [(B,) H, W] int64, per pixel the index of
+            the Gaussian with the largest blending weight alpha * T (the front-most on a tie),
+            -1 where nothing is blended. Not differentiable.
         near_plane: Gaussians with camera z <= near_plane are culled.
         backend: "auto" | "cpu" | "gsplat" | "inria".
 
@@ -65,7 +69,7 @@ def rasterization(
     if cuda_fn is not None:
         return cuda_fn(means, quats, scales, opacities, colors, viewmats, Ks, width, height,
                        sh_degree=sh_degree, backgrounds=backgrounds, render_depth=render_depth,
-                       near_plane=near_plane, backend=backend)
+                       render_dominant=render_dominant, near_plane=near_plane, backend=backend)
     vms = viewmats.reshape(-1, 4, 4)
     ks = Ks.reshape(-1, 3, 3)
     if backgrounds is None:
@@ -73,7 +77,8 @@ def rasterization(
     else:
         bgs = backgrounds.reshape(-1, n_ch).expand(vms.shape[0], n_ch)
     results = [_render_one(means, quats, scales, opacities, colors, vms[b], ks[b], int(width), int(height),
-                           bgs[b], sh_degree, render_depth, near_plane) for b in range(vms.shape[0])]
+                           bgs[b], sh_degree, render_depth, near_plane, render_dominant)
+               for b in range(vms.shape[0])]
     if batch == 0:
         return results[0]
     images = torch.stack([r[0] for r in results])
@@ -83,7 +88,7 @@ def rasterization(
 
 
 def _render_one(means, quats, scales, opacities, colors, viewmat, K, width, height, background,
-                sh_degree, render_depth, near_plane):
+                sh_degree, render_depth, near_plane, render_dominant):
     """One camera on the CPU backend: SH evaluation, optional depth channel, kernels."""
     if sh_degree is not None:
         rot = viewmat[:3, :3].to(means.dtype)
@@ -97,7 +102,7 @@ def _render_one(means, quats, scales, opacities, colors, viewmat, K, width, heig
         colors = torch.cat([colors, depths[:, None]], dim=1)
         background = torch.cat([background, background.new_zeros(1)])
     img, alpha, meta = rasterize_view(means, quats, scales, opacities, colors, viewmat, K,
-                                      width, height, background, near_plane)
+                                      width, height, background, near_plane, render_dominant)
     if render_depth:
         meta["depth"] = img[..., -1:] / alpha.clamp_min(1e-10)
         img = img[..., :-1]

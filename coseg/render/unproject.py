@@ -1,4 +1,5 @@
-"""Feature unprojection (paper Algorithm 1), attendance-rate mask and per-view visible sets.
+"""Feature unprojection (paper Algorithm 1), attendance-rate mask, per-view visible sets and
+dominant-Gaussian maps.
 
 `unproject_features` streams one feature map per view through the numba sweep of
 `coseg.render._cpu_unproject`; memory is the [N, C] buffer plus one view's
@@ -148,7 +149,26 @@ def visible_set(means: torch.Tensor, quats: torch.Tensor, scales: torch.Tensor, 
     with numba.parallel_chunksize(1):
         raster_fwd(tile_offsets, isect_gauss, projected, no_channels, np.empty(0, np.float32),
                    width, height, np.empty((height, width, 0), np.float32),
-                   np.empty((height, width)), np.empty((height, width), np.int32), entry_count)
+                   np.empty((height, width)), np.empty((height, width), np.int32), entry_count, None)
     contrib = np.empty((m.shape[0], 1), np.int32)
     reduce_entries(gauss_offsets, gauss_entries, entry_count[:, None], contrib)
     return np.flatnonzero(contrib[:, 0] > 0).astype(np.int64)
+
+
+@torch.no_grad()
+def dominant_gaussians(means: torch.Tensor, quats: torch.Tensor, scales: torch.Tensor,
+                       opacities: torch.Tensor, viewmat: torch.Tensor, K: torch.Tensor, width: int,
+                       height: int, backend: str = "auto") -> np.ndarray:
+    """[H, W] int64: per pixel the Gaussian with the largest blending weight alpha * T (-1 = none).
+
+    The forward pass's own record (``rasterization(..., render_dominant=True)``) on a
+    3-channel dummy colour (every backend renders 3 channels).
+    """
+    from coseg.render.rasterize import rasterization
+
+    if viewmat.ndim != 2:
+        raise ValueError("dominant_gaussians: viewmat must be one [4, 4] camera")
+    colors = torch.zeros(means.shape[0], 3, dtype=means.dtype, device=means.device)
+    _, _, meta = rasterization(means, quats, scales, opacities, colors, viewmat, K, width, height,
+                               render_dominant=True, backend=backend)
+    return meta["dominant"].cpu().numpy()
