@@ -48,6 +48,7 @@ class StudioDocument(QObject):
         self.edits: EditDocument | None = None
         self.state: EditorState | None = None
         self._counts: dict[int, int] | None = None
+        self._names_shown: dict[int, str] = {}
         self._in_replay = False
 
     # ------------------------------------------------------------ loading
@@ -64,6 +65,7 @@ class StudioDocument(QObject):
         self.state.hidden_changed.connect(self._on_hidden)
         self.state.locked_changed.connect(self.segments_changed.emit)
         self._counts = None
+        self._names_shown = dict(self.edits.names)
         self.model_changed.emit()
         self.segments_changed.emit()
         self.selection_changed.emit()
@@ -223,8 +225,12 @@ class StudioDocument(QObject):
     def _on_edit(self, rows: np.ndarray | None) -> None:
         if self._in_replay:
             return
+        before = (self._counts, dict(self._names_shown))
         self._counts = None
+        self._names_shown = dict(self.edits.names)
         self.rows_changed.emit(rows)
-        self.segments_changed.emit()
+        # The segment list only changes with counts or names (a transform drag's previews change neither).
+        if rows is None or before != (self.segment_counts(), self._names_shown):
+            self.segments_changed.emit()
         if not self.edits.in_group:
             self.history_changed.emit()

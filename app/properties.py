@@ -95,6 +95,7 @@ class PropertiesPanel(QDockWidget):
                           self.color_button, self.duplicate_button]
         doc.selection_changed.connect(self.refresh)
         doc.segments_changed.connect(self.refresh)
+        doc.history_changed.connect(self.refresh)  # after every recorded step, a drag's commit included
         self.refresh()
 
     # ------------------------------------------------------------ edits

@@ -50,3 +50,13 @@ def test_covariances_match_rotation_and_scale():
         full = r @ np.diag([1, 4, 9]) @ r.T
         np.testing.assert_allclose(cov[i], full[np.triu_indices(3)], rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(np.linalg.eigvalsh(full), [1, 4, 9], rtol=1e-5)
+
+
+def test_covariance_kernel_matches_its_numpy_twin():
+    from coseg.sort import _covariances_upper, covariances_upper_of
+
+    rng = np.random.default_rng(1)
+    q = rng.normal(size=(5000, 4)).astype(np.float32)
+    ls = rng.normal(-3, 1, size=(5000, 3)).astype(np.float32)
+    np.testing.assert_allclose(covariances_upper_of(q, ls), _covariances_upper(q, ls), rtol=1e-5, atol=1e-12)
+    assert covariances_upper_of(q[:0], ls[:0]).shape == (0, 6)

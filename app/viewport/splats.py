@@ -56,7 +56,8 @@ import numpy as np
 from vispy import gloo
 
 from coseg.gaussians import Gaussians, sh_dc_to_rgb, sigmoid
-from coseg.sort import covariances_upper
+from coseg.edit.rowsets import unique_rows
+from coseg.sort import covariances_upper, covariances_upper_of
 
 SHADER_DIR = Path(__file__).resolve().parents[2] / "resources" / "shaders"
 MODES = ("rgb", "segmentation", "overlay", "depth", "features")
@@ -211,8 +212,10 @@ class SplatRenderer:
 
         Geometry (means, covariances) is sent only for the rows whose values
         changed, as the contiguous span that holds them; a delete or a
-        recolour sends none. Colours are recomposed at the next draw; the
-        segment and feature colours stay (edits keep the rows' segments).
+        recolour sends none. Colours are recomposed at the next draw only
+        when a row's colour or opacity changed (a transform drag's previews
+        change neither). Segment colours are updated apart
+        (`update_alt_rows`, after an assign, merge or split).
 
         Args:
             gaussians: the model after the edit.
@@ -222,14 +225,16 @@ class SplatRenderer:
             Number of rows whose geometry was uploaded.
         """
         self.version += 1
-        self._composed = None
         if not len(rows):
             return 0
         rows = np.asarray(rows, np.int64)
-        if np.any(rows[1:] <= rows[:-1]):  # edits pass sorted rows; merged steps may not
-            rows = np.unique(rows)
-        self._rgb[rows] = np.clip(sh_dc_to_rgb(gaussians.sh_dc[rows]), 0.0, 1.0)
-        self._opacity[rows] = sigmoid(gaussians.opacity_logits[rows])
+        rows = unique_rows(rows, self.count)  # edits pass sorted rows; merged steps may not
+        rgb = np.clip(sh_dc_to_rgb(gaussians.sh_dc[rows]), 0.0, 1.0)
+        opacity = sigmoid(gaussians.opacity_logits[rows])
+        if not (np.array_equal(rgb, self._rgb[rows]) and np.array_equal(opacity, self._opacity[rows])):
+            self._rgb[rows] = rgb
+            self._opacity[rows] = opacity
+            self._composed = None
         src = self._source
         moved = np.zeros(len(rows), bool)
         for name in src:
@@ -237,11 +242,11 @@ class SplatRenderer:
         if not moved.any():
             return 0
         rows = rows[moved]
-        part = gaussians.subset(rows)
-        for name in src:
-            src[name][rows] = getattr(part, name)
-        cov = covariances_upper(part)
-        for name, arr in (("a_mean", part.means), ("a_cov_a", cov[:, :3]), ("a_cov_b", cov[:, 3:])):
+        new = {name: getattr(gaussians, name)[rows] for name in src}
+        for name, values in new.items():
+            src[name][rows] = values
+        cov = covariances_upper_of(new["quats"], new["log_scales"])
+        for name, arr in (("a_mean", new["means"]), ("a_cov_a", cov[:, :3]), ("a_cov_b", cov[:, 3:])):
             self._geometry[name][rows] = _f32(arr)
         lo, hi = int(rows[0]), int(rows[-1]) + 1
         for name, arr in self._geometry.items():
@@ -261,8 +266,11 @@ class SplatRenderer:
         self.version += 1
 
     def set_state(self, state: np.ndarray) -> None:
-        """[N] float32 per-Gaussian state: 0 normal, 1 selected, 2 hidden."""
-        self._state = _f32(state)
+        """[N] float32 per-Gaussian state: 0 normal, 1 selected, 2 hidden (nothing to do when unchanged)."""
+        state = _f32(state)
+        if state.shape == self._state.shape and np.array_equal(state, self._state):
+            return
+        self._state = state
         self._composed = None
         self.version += 1
 

@@ -36,7 +36,7 @@ import numpy as np
 from coseg.edit import ops
 from coseg.edit.events import Signal
 from coseg.edit.history import Atom, History, Step
-from coseg.edit.rowsets import decode_rows, encode_rows
+from coseg.edit.rowsets import decode_rows, encode_rows, unique_rows
 from coseg.edit.segments import SPLIT_SPACINGS, connected_parts, median_spacing, segment_histogram
 from coseg.gaussians import Gaussians
 
@@ -423,12 +423,14 @@ def _step_rows(step: Step) -> np.ndarray | None:
     if any(a.kind == "append" for a in step.atoms):
         return None
     rows = [a.rows for a in step.atoms if len(a.rows)]
-    return np.unique(np.concatenate(rows)) if rows else np.zeros(0, np.int64)
+    if not rows:
+        return np.zeros(0, np.int64)
+    return unique_rows(np.concatenate(rows), int(max(r.max() for r in rows)) + 1)
 
 
 def _rows(rows) -> np.ndarray:
     rows = np.asarray(rows, np.int64).reshape(-1)
-    return rows if np.all(rows[1:] > rows[:-1]) else np.unique(rows)
+    return unique_rows(rows, int(rows.max()) + 1) if len(rows) else rows
 
 
 def _ids(segment_ids) -> list[int]:

@@ -39,3 +39,13 @@ def decode_rows(spec: dict, n: int) -> np.ndarray:
         raise ValueError(f"row set made for {size} Gaussians, the model has {n}")
     rows = np.flatnonzero(np.unpackbits(packed, count=size).astype(bool))
     return rows.astype(np.int64)
+
+
+def unique_rows(rows: np.ndarray, n: int) -> np.ndarray:
+    """Sorted distinct row indices (< n) of `rows`, in O(n) through a mask (``np.unique`` sorts or hashes)."""
+    rows = np.asarray(rows, np.int64).reshape(-1)
+    if len(rows) < 2 or np.all(rows[1:] > rows[:-1]):
+        return rows
+    mask = np.zeros(n, bool)
+    mask[rows] = True
+    return np.flatnonzero(mask)
