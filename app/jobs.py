@@ -3,7 +3,9 @@
 Building runs the same generator as `coseg build` (`coseg.building.train`)
 and segmenting the one behind `coseg segment` (`coseg.segment.stage.segment`).
 When a job ends (done or stopped, with its checkpoint kept) the run folder is
-opened again, so the viewport shows the new Gaussians or segments. Edits
+opened again, so the viewport shows the new Gaussians or segments (a stopped
+build writes no gaussians.ply: its last preview stays). A job that would
+replace a result asks first, naming the files (`confirm_replace`). Edits
 made before are not replayed onto the new model (segment ids change): save
 a project first to keep them (the autosave is replaced by the next edit).
 
@@ -70,7 +72,8 @@ class BuildPreview(QObject):
 
         try:
             ckpt = torch.load(path, map_location="cpu", weights_only=False)
-            self.ready.emit(int(ckpt["iteration"]), params_to_gaussians(ckpt["params"]))
+            gaussians = params_to_gaussians(ckpt["params"]).without_nonfinite(str(path))
+            self.ready.emit(int(ckpt["iteration"]), gaussians)
         except (OSError, RuntimeError, KeyError, EOFError) as e:  # replaced or half-written: the next poll retries
             log.debug("preview of %s skipped: %s", path, e)
             self._loading = False
@@ -88,30 +91,56 @@ class BuildPreview(QObject):
                                           note=f"build preview: iteration {iteration}, {len(gaussians):,} Gaussians"))
 
 
-def build_worker(scene, run_dir: Path, iterations: int) -> GeneratorWorker:
-    """A worker that runs the building stage on `scene` into `run_dir`."""
+def build_worker(scene, run_dir: Path, iterations: int, overwrite: bool = False) -> GeneratorWorker:
+    """A worker that runs the building stage on `scene` into `run_dir` (resuming an unfinished build).
+
+    `overwrite` replaces an earlier result (kept in RUN/previous/); ask first (`confirm_replace`).
+    """
     from coseg.building import BuildConfig, train
+    from coseg.run import RunDir
 
     config = BuildConfig(iterations=iterations)
-    resume = (Path(run_dir) / "checkpoints").is_dir() and any((Path(run_dir) / "checkpoints").iterdir())
-    return GeneratorWorker(lambda stop: train(scene, config, run_dir, stop, resume=resume),
+    run = RunDir(run_dir)
+    resume = not overwrite and run.config_path.exists() and bool(run.checkpoints_of("building"))
+    return GeneratorWorker(lambda stop: train(scene, config, run_dir, stop, resume=resume, overwrite=overwrite),
                            name=f"build {Path(run_dir).name}", cooperative=True)
 
 
-def segment_worker(run_dir: Path, config, resume: bool | None = None) -> GeneratorWorker:
+def segment_worker(run_dir: Path, config, resume: bool | None = None, overwrite: bool = False) -> GeneratorWorker:
     """A worker that runs the segmentation stage on a built run.
 
     Args:
         run_dir: run folder with gaussians.ply and a scene reference.
         config: a `coseg.segment.config.SegmentConfig`.
-        resume: continue from the stage's checkpoint; None = when one exists.
+        resume: continue from the stage's checkpoint; None = when one exists (and not `overwrite`).
+        overwrite: replace an earlier segmentation (kept in RUN/previous/); ask first (`confirm_replace`).
     """
     from coseg.segment.stage import segment
 
     if resume is None:
-        resume = (Path(run_dir) / SEGMENT_CHECKPOINT).exists()
-    return GeneratorWorker(lambda stop: segment(run_dir, config, stop, resume=resume),
+        resume = not overwrite and (Path(run_dir) / SEGMENT_CHECKPOINT).exists()
+    return GeneratorWorker(lambda stop: segment(run_dir, config, stop, resume=resume, overwrite=overwrite),
                            name=f"segment {Path(run_dir).name}", cooperative=True)
+
+
+def confirm_replace(win: "MainWindow", run_dir: Path, stage: str) -> bool | None:
+    """Ask before a job replaces a stage result: True to replace, False when nothing is there, None to cancel.
+
+    The question names what is lost from the run folder (the stage's result and
+    the results made from it) and where it is kept (RUN/previous/).
+    """
+    from coseg.run import STAGE_FILES, RunDir
+
+    run = RunDir(run_dir)
+    if not run.config_path.exists() or not run.has_result(stage):
+        return False  # nothing to replace (an unfinished stage is resumed)
+    names = [n for s in (stage, *STAGE_FILES[stage].derived) for n in STAGE_FILES[s].results
+             if (run.path / n).exists()]
+    answer = QMessageBox.question(
+        win, "Replace the result?",
+        f"{run.path} already holds {', '.join(names)}. Replace it? The current files are moved to "
+        f"{run.previous_dir} once the new result is complete.")
+    return True if answer == QMessageBox.Yes else None
 
 
 def start_segment(win: "MainWindow") -> None:
@@ -127,7 +156,10 @@ def start_segment(win: "MainWindow") -> None:
         return
     from coseg.segment.config import SegmentConfig
 
-    worker = segment_worker(Path(folder), SegmentConfig(iterations=iterations))
+    overwrite = confirm_replace(win, Path(folder), "segmentation")
+    if overwrite is None:
+        return
+    worker = segment_worker(Path(folder), SegmentConfig(iterations=iterations), overwrite=overwrite)
     worker.finished_with.connect(lambda _rec: win.open_source(folder, offer_autosave=False))
     win.start_job(worker)
 
@@ -159,8 +191,20 @@ def start_build(win: "MainWindow") -> None:
     iterations, ok = QInputDialog.getInt(win, "Build", "Iterations", BuildConfig().iterations, 10, 100_000, 100)
     if not ok:
         return
-    worker = build_worker(loaded.scene, Path(folder), iterations)
+    overwrite = confirm_replace(win, Path(folder), "building")
+    if overwrite is None:
+        return
+    worker = build_worker(loaded.scene, Path(folder), iterations, overwrite=overwrite)
     preview = BuildPreview(win, Path(folder))
     worker.progress.connect(preview.poll)
-    worker.finished_with.connect(lambda _rec: win.open_source(folder, offer_autosave=False))
+    worker.finished_with.connect(lambda rec: _build_ended(win, folder, rec))
     win.start_job(worker)
+
+
+def _build_ended(win: "MainWindow", folder: str, record: dict) -> None:
+    """Open the finished run; a stopped build wrote no gaussians.ply, so the preview stays."""
+    if record.get("event") == "done":
+        win.open_source(folder, offer_autosave=False)
+    else:
+        win.note_label.setText(f"build stopped at iteration {record.get('iteration')}: its checkpoint is kept; "
+                               "Jobs > Build Gaussians on the same folder resumes it")

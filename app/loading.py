@@ -8,7 +8,9 @@
   small Gaussians until a run exists; the note says so.
 
 Every failure is a `coseg.errors.CosegError` (or ValueError/OSError from a
-reader) with a one-line message; the window shows it in a dialog.
+reader) with a one-line message; the window shows it in a dialog. An empty
+model (a 0-vertex PLY) is such an error; Gaussians with NaN or inf values are
+dropped and the status bar says how many (docs/data-safety.md).
 """
 
 from __future__ import annotations
@@ -64,12 +66,20 @@ def load_path(path: str | Path) -> LoadedModel:
     if path.is_file():
         from coseg.edit.io import load_gaussians
 
-        g = load_gaussians(path)
+        g, dropped = _finite(load_gaussians(path, keep_nonfinite=True), path)
         classes = _classes_near(path.parent)
-        return LoadedModel(path, "ply", g, classes=classes, note=f"{len(g):,} Gaussians from {path.name}")
+        return LoadedModel(path, "ply", g, classes=classes, note=f"{len(g):,} Gaussians from {path.name}{dropped}")
     if (path / "segmented.ply").exists() or (path / "gaussians.ply").exists():
         return _load_run(path)
     return _load_scene(path)
+
+
+def _finite(g: Gaussians, path: Path) -> tuple[Gaussians, str]:
+    """The data-safety policy for NaN / inf Gaussians (dropped, with a warning), and a note saying so."""
+    bad = int((~g.finite_mask()).sum())
+    if not bad:
+        return g, ""
+    return g.without_nonfinite(str(path)), f"; {bad:,} Gaussians with NaN or inf values were dropped"
 
 
 def _classes_near(folder: Path) -> dict[int, str]:
@@ -80,10 +90,10 @@ def _classes_near(folder: Path) -> dict[int, str]:
 def _load_run(path: Path) -> LoadedModel:
     from coseg.edit.io import load_gaussians
 
-    g = load_gaussians(path)
+    g, dropped = _finite(load_gaussians(path, keep_nonfinite=True), path)
     scene = None
     classes = _classes_near(path)
-    note = f"run folder {path.name}: {len(g):,} Gaussians"
+    note = f"run folder {path.name}: {len(g):,} Gaussians{dropped}"
     scene_path = _scene_path_of_run(path)
     if scene_path is not None:
         try:

@@ -27,7 +27,8 @@ import numpy as np
 from PySide6.QtCore import QObject
 from PySide6.QtWidgets import QFileDialog, QMessageBox
 
-from coseg.edit.project import PROJECT_SUFFIX, StudioProject, autosave_path, load_project, save_project
+from coseg.edit.project import (PROJECT_SUFFIX, StudioProject, autosave_path, check_fits, load_project,
+                                 model_fingerprint, save_project)
 from coseg.errors import CosegError
 
 if TYPE_CHECKING:
@@ -57,6 +58,8 @@ class ProjectFiles(QObject):
         """The file or folder opened (what a project refers to)."""
         self.project_path: Path | None = None
         self._saved_ops: list[dict] = []
+        self._fingerprint: dict = {}
+        """`model_fingerprint` of the opened source's Gaussians, saved with every project and autosave."""
         win.doc.history_changed.connect(self.autosave)
 
     # ------------------------------------------------------------ state
@@ -65,7 +68,7 @@ class ProjectFiles(QObject):
         view = doc.view_state()
         view["camera"] = {"rotation": np.asarray(cam.rotation).tolist(), "target": np.asarray(cam.target).tolist(),
                           "distance": float(cam.distance), "up": np.asarray(cam.up).tolist()}
-        return StudioProject(self.source, doc.edits.ops, view)
+        return StudioProject(self.source, doc.edits.ops, view, self._fingerprint)
 
     def _restore_view(self, view: dict) -> None:
         self.win.doc.apply_view_state(view)
@@ -87,6 +90,7 @@ class ProjectFiles(QObject):
     def source_opened(self, path: Path, offer: bool = True) -> None:
         """A source was opened: forget the project; with `offer`, offer an autosave that holds edits."""
         self.source, self.project_path, self._saved_ops = Path(path).resolve(), None, []
+        self._fingerprint = model_fingerprint(self.win.doc.loaded.gaussians)
         auto = autosave_path(self.source)
         if not offer or not auto.exists() or self.win.headless:
             return
@@ -97,15 +101,37 @@ class ProjectFiles(QObject):
             return
         if not saved.ops:
             return
+        try:
+            check_fits(saved, self.win.doc.loaded.gaussians, auto)
+        except CosegError as e:  # re-built or re-segmented since: replaying would edit other Gaussians
+            kept = self._set_aside(auto)
+            log.warning("autosaved edits of %s not restored: %s; kept in %s", self.source, e, kept)
+            QMessageBox.warning(
+                self.win, "Edits not restored",
+                f"{len(saved.ops)} autosaved edit(s) of {self.source.name} do not fit the model opened now: "
+                f"{str(e).split(': ', 1)[-1]}. Nothing was restored; the edits are kept in {kept}.")
+            return
         answer = QMessageBox.question(
             self.win, "Restore edits?",
             f"{len(saved.ops)} unsaved edit(s) of {self.source.name} were autosaved. Restore them?")
-        if answer == QMessageBox.Yes:
-            self.win.doc.replay(saved.ops)
-            self._restore_view(saved.view)
-            log.info("restored %d edits from %s", len(saved.ops), auto)
-        else:
+        if answer != QMessageBox.Yes:
             auto.unlink(missing_ok=True)
+            return
+        self.win.doc.replay(saved.ops)
+        self._restore_view(saved.view)
+        log.info("restored %d edits from %s", len(saved.ops), auto)
+
+    @staticmethod
+    def _set_aside(auto: Path) -> Path:
+        """Move an autosave that cannot be restored out of the way (the next edit would replace it)."""
+        import time
+
+        kept = auto.with_name(f"{auto.stem}.unrestored-{time.strftime('%Y%m%d-%H%M%S')}{auto.suffix}")
+        try:
+            auto.replace(kept)
+        except OSError:
+            return auto
+        return kept
 
     def open_project(self, path: str | Path) -> bool:
         """Open a `.cosegproj`: its source, then its edits and view."""
@@ -117,8 +143,12 @@ class ProjectFiles(QObject):
         if not self.win.open_source(project.source, offer_autosave=False):
             return False
         try:
+            check_fits(project, self.win.doc.loaded.gaussians, path)
             self.win.doc.replay(project.ops)
-        except (ValueError, KeyError, CosegError) as e:
+        except CosegError as e:
+            self.win.show_error("Cannot replay project", str(e))
+            return False
+        except (ValueError, KeyError) as e:
             self.win.show_error("Cannot replay project", f"{path}: {e}")
             return False
         self._restore_view(project.view)

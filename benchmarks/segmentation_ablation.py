@@ -96,7 +96,7 @@ def oracle_row(run: Path, name: str) -> dict:
     t0 = time.perf_counter()
     gaussians = read_gaussians_ply(rundir.gaussians_path)
     result = vote_labels(_GroundTruthAsLabels(scene), scene.train_cameras, gaussians, SegmentConfig.attendance_tau)
-    write_segment_outputs(rundir, scene, gaussians, result["kept"], result["labels"].class_ids, result["votes"],
+    write_segment_outputs(rundir.path, scene, gaussians, result["kept"], result["labels"].class_ids, result["votes"],
                           {}, "gt-vote")
     seconds = time.perf_counter() - t0
     ev = evaluate_segmentation(row, scene)
@@ -123,7 +123,7 @@ def run_row(run: Path, name: str, iterations: int, lr_schedule: str = "constant"
     row = make_row_run(run, name + suffix)
     t0 = time.perf_counter()
     last = {}
-    for rec in segment(row, config):
+    for rec in segment(row, config, overwrite=True):  # a row folder is this script's own scratch
         last = rec
     train_s = time.perf_counter() - t0
     scene = load_run_scene(RunDir.open(row), None)

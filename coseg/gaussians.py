@@ -21,9 +21,12 @@ colour is ``0.5 + C0 * sh_dc`` with ``C0 = 0.28209479177387814``.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from dataclasses import dataclass, field
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 SH_C0 = 0.28209479177387814
 
@@ -177,8 +180,30 @@ class Gaussians:
             extra={k: np.concatenate([p.extra[k] for p in parts]) for k in sorted(extra_keys)},
         )
 
-    def check_finite(self, source: str = "Gaussians") -> None:
-        """Raise ValueError naming the first array with NaN or inf."""
-        for name in ("means", "quats", "log_scales", "opacity_logits", "sh_dc", "sh_rest"):
-            if not np.isfinite(getattr(self, name)).all():
-                raise ValueError(f"{source}: {name} contains NaN or inf")
+    def finite_mask(self) -> np.ndarray:
+        """[N] bool: the Gaussians whose parameters are all finite (no NaN or inf)."""
+        ok = np.ones(len(self), bool)
+        for name in ("means", "quats", "log_scales", "sh_dc"):
+            ok &= np.isfinite(getattr(self, name)).all(axis=1)
+        ok &= np.isfinite(self.opacity_logits)
+        if self.sh_rest.shape[1]:
+            ok &= np.isfinite(self.sh_rest).all(axis=(1, 2))
+        return ok
+
+    def without_nonfinite(self, source: str = "Gaussians") -> "Gaussians":
+        """The project's policy for NaN / inf parameters (docs/data-safety.md): drop those
+        Gaussians, with one warning giving the count. Returns self when all are finite."""
+        ok = self.finite_mask()
+        if ok.all():
+            return self
+        log.warning("%s: dropped %d of %d Gaussians with NaN or inf parameters", source, int((~ok).sum()), len(ok))
+        return self.subset(ok)
+
+    def check_writable(self, path) -> None:
+        """Writers never write NaN / inf: raise a one-line `CosegError` naming `path` if any is present."""
+        bad = int((~self.finite_mask()).sum())
+        if bad:
+            from coseg.errors import CosegError
+
+            raise CosegError(f"{path}: refusing to write {bad} of {len(self)} Gaussians with NaN or inf "
+                             f"parameters (a diverged model?); drop them first (Gaussians.without_nonfinite)")

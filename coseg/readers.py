@@ -264,6 +264,10 @@ def finish_scene(root: Path, fmt: str, cameras: list[Camera], downscale: int = 1
 
         points = read_point_cloud(root / "points3d.ply")
     xyz, rgb = points if points is not None else (None, None)
+    if xyz is not None and not np.isfinite(xyz).all():  # the NaN policy of docs/data-safety.md
+        ok = np.isfinite(xyz).all(axis=1)
+        log.warning("%s: dropped %d of %d initial points with NaN or inf positions", root, int((~ok).sum()), len(ok))
+        xyz, rgb = xyz[ok], None if rgb is None else rgb[ok]
     scene = scene_type(root=root, format=fmt, cameras=[c.scaled(downscale) for c in cameras],
                        classes=classes, points_xyz=xyz, points_rgb=rgb, downscale=downscale,
                        **scene_fields)

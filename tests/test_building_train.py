@@ -77,7 +77,8 @@ def test_stop_request_writes_a_resumable_checkpoint(scene, tmp_path):
     assert records[-1]["event"] == "stopped" and records[-1]["iteration"] == 7
     run = RunDir.open(tmp_path / "run")
     assert run.read_metrics()["building"]["completed"] is False
-    assert (run.checkpoints_dir / "ckpt_0000007.pt").exists() and run.gaussians_path.exists()
+    # a stopped build is no result: the checkpoint is its resume point (docs/data-safety.md)
+    assert (run.checkpoints_dir / "ckpt_0000007.pt").exists() and not run.gaussians_path.exists()
     records = list(train(scene, BuildConfig(), run, resume=True))
     assert records[0]["iteration"] == 8 and records[-1]["iteration"] == 30
 
@@ -92,7 +93,7 @@ def test_bad_inputs(scene, tmp_path):
     run.config_path.write_text(json.dumps(cfg))
     with pytest.raises(InputError, match="run format version"):
         next(train(scene, BuildConfig(iterations=2), run.path, resume=True))
-    with pytest.raises(InputError, match="no readable checkpoint"):
+    with pytest.raises(InputError, match="no building checkpoint to resume from"):
         next(train(scene, BuildConfig(iterations=2), RunDir.create(tmp_path / "r3").path, resume=True))
 
 

@@ -35,7 +35,7 @@ def test_edit_delete_move_recolor(seg_ply, tmp_path, capsys):
 def test_edit_refuses_to_overwrite_input(seg_ply, capsys):
     _, src = seg_ply
     assert main(["edit", str(src), "--delete", "4", "--out", str(src), "--force"]) == 1
-    assert "refusing to overwrite the input" in capsys.readouterr().err
+    assert "refusing to write --out over an input" in capsys.readouterr().err
 
 
 def test_edit_unknown_segment_is_clear(seg_ply, tmp_path, capsys):

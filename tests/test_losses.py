@@ -133,5 +133,5 @@ def test_weighted_pixel_loss_is_the_weighted_mean_of_per_pixel_losses(loss_fn):
 
 @pytest.mark.parametrize("kw", [dict(class_balance=-1.0), dict(pi_label=1.0), dict(pixel_loss="mse")])
 def test_loss_config_rejects_bad_settings_with_a_clear_error(kw):
-    with pytest.raises(InputError, match=next(iter(kw)).replace("_loss", " loss")):
+    with pytest.raises(InputError, match=next(iter(kw))):  # the message names the setting
         CoSegLossConfig(**kw)

@@ -36,7 +36,7 @@ def tiny_run(tmp_path_factory):
 
 def _run(run_dir, iterations=50, **kw):
     config = SegmentConfig(iterations=iterations, log_every=10, extractor="appearance", spatial_weights="random", **kw)
-    return list(segment(run_dir, config))
+    return list(segment(run_dir, config, overwrite=True))  # the tests share one run
 
 
 def test_coseg_stage_learns_above_chance_and_writes_outputs(tiny_run):
@@ -95,7 +95,7 @@ def test_stop_then_resume(tiny_run):
 
     run_dir = tiny_run[0]
     config = SegmentConfig(iterations=20, log_every=5, extractor="appearance", spatial_weights="random")
-    recs = list(segment(run_dir, config, stop_event=StopAt(4 + 12)))
+    recs = list(segment(run_dir, config, stop_event=StopAt(4 + 12), overwrite=True))
     assert recs[-1]["stage"] == "stopped"
     stopped_at = recs[-1]["iteration"]
     assert 0 < stopped_at < 20

@@ -12,10 +12,12 @@ config.json.
 from __future__ import annotations
 
 import dataclasses
+import typing
 from dataclasses import dataclass
 from typing import Any
 
 from coseg.errors import CosegError
+from coseg.settings import AT_LEAST_1, NON_NEGATIVE, OPEN_UNIT, POSITIVE, UNIT, Range, check_settings
 
 
 @dataclass
@@ -102,19 +104,10 @@ class BuildConfig:
     """How many recent checkpoints are kept."""
 
     def __post_init__(self) -> None:
-        if self.iterations < 1:
-            raise CosegError(f"building setting iterations={self.iterations}: must be >= 1")
-        if not 0 <= self.max_sh_degree <= 3:
-            raise CosegError(f"building setting max_sh_degree={self.max_sh_degree}: must be 0..3")
-        if self.init_method not in ("auto", "scene", "depth", "random"):
-            raise CosegError(f"building setting init_method={self.init_method!r}: "
-                             "choose auto, scene, depth or random")
-        if not 0.0 <= self.lambda_l1 <= 1.0:
-            raise CosegError(f"building setting lambda_l1={self.lambda_l1}: must be in [0, 1]")
-        for name in ("downscale", "sh_interval", "log_every", "checkpoint_every", "keep_checkpoints",
-                     "max_gaussians", "init_max_points", "init_random_points"):
-            if getattr(self, name) < 1:
-                raise CosegError(f"building setting {name}={getattr(self, name)}: must be >= 1")
+        from coseg.render.backends import Backend
+
+        check_settings(self, "building", _RANGES, {"backend": typing.get_args(Backend),
+                                                   "init_method": ("auto", "scene", "depth", "random")})
 
     def resolved(self) -> "BuildConfig":
         """A copy with the densification schedule filled in from the budget."""
@@ -142,3 +135,18 @@ class BuildConfig:
         if unknown:
             raise CosegError(f"unknown building setting(s): {', '.join(unknown)}")
         return cls(**values)
+
+
+#: The meaningful values of BuildConfig's numeric fields (types are checked for every field).
+_RANGES = {
+    "iterations": AT_LEAST_1, "seed": NON_NEGATIVE, "downscale": AT_LEAST_1, "torch_threads": NON_NEGATIVE,
+    "lambda_l1": UNIT, "max_sh_degree": Range(0, 3), "sh_interval": AT_LEAST_1,
+    **{name: POSITIVE for name in ("lr_means", "lr_means_final", "lr_sh_dc", "lr_sh_rest", "lr_opacity",
+                                   "lr_scales", "lr_quats", "adam_eps", "grow_grad2d", "grow_scale3d",
+                                   "prune_scale3d", "prune_scale2d")},
+    "init_max_points": AT_LEAST_1, "init_min_points": NON_NEGATIVE, "init_random_points": AT_LEAST_1,
+    "init_opacity": OPEN_UNIT, "max_gaussians": AT_LEAST_1, "densify_start": NON_NEGATIVE,
+    "densify_stop": NON_NEGATIVE, "densify_interval": AT_LEAST_1, "opacity_reset_interval": AT_LEAST_1,
+    "prune_opacity": Range(0, 1, open_hi=True), "log_every": AT_LEAST_1, "checkpoint_every": AT_LEAST_1,
+    "keep_checkpoints": AT_LEAST_1,
+}

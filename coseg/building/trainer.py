@@ -3,8 +3,9 @@
 `train` optimises the Gaussians of a scene with the 3DGS recipe (see
 `coseg.building.config`) and yields one record per step. Between two steps
 it honours a stop request (a `threading.Event`): the step in progress
-finishes, a checkpoint, ``gaussians.ply`` and ``metrics.json`` are written and
-a final record with ``event == "stopped"`` is yielded. Resuming
+finishes, a checkpoint and ``metrics.json`` (``"completed": false``) are
+written and a final record with ``event == "stopped"`` is yielded;
+``gaussians.ply`` is only written by a completed build. Resuming
 (``resume=True``) continues from the newest checkpoint bit-for-bit: the view
 order is a pure function of (seed, epoch), learning rates of the iteration, and
 the parameters, Adam moments, densification statistics and RNG states come
@@ -37,8 +38,7 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
-from coseg.building.checkpoint import (list_checkpoints, load_latest_checkpoint, restore_rng_states,
-                                      save_checkpoint)
+from coseg.building.checkpoint import load_latest_checkpoint, restore_rng_states, save_checkpoint
 from coseg.building.config import BuildConfig
 from coseg.building.init import init_gaussians
 from coseg.building.losses import photometric_loss
@@ -91,9 +91,12 @@ def render_params(params: dict[str, torch.Tensor], viewmat: torch.Tensor, K: tor
 
 
 def train(scene: Scene, config: BuildConfig, run_dir: str | Path | RunDir,
-          stop_event: threading.Event | None = None, *, resume: bool = False
+          stop_event: threading.Event | None = None, *, resume: bool = False, overwrite: bool = False
           ) -> Iterator[dict[str, Any]]:
     """Optimise Gaussians for `scene`, yielding one progress record per step.
+
+    ``gaussians.ply`` is written only when training completes; a stopped run
+    keeps its checkpoint (and any earlier result) instead (docs/data-safety.md).
 
     Args:
         scene: the scene (>= 2 training views of one size).
@@ -101,7 +104,10 @@ def train(scene: Scene, config: BuildConfig, run_dir: str | Path | RunDir,
         run_dir: run folder; config.json is written (or its building section
             replaced) before the first step.
         stop_event: when set, training stops after the current step with a checkpoint.
-        resume: continue from the newest checkpoint in the run folder.
+        resume: continue from the newest checkpoint in the run folder (a completed
+            build yields its "done" record and writes nothing).
+        overwrite: start afresh in a run that already has a building result or an
+            unfinished build (kept in ``previous/`` until the new result is complete).
 
     Yields:
         Progress records (see module docstring).
@@ -109,7 +115,7 @@ def train(scene: Scene, config: BuildConfig, run_dir: str | Path | RunDir,
     check_training_scene(scene)
     threads = torch.get_num_threads()
     try:
-        yield from _train(scene, config, run_dir, stop_event, resume)
+        yield from _train(scene, config, run_dir, stop_event, resume, overwrite)
     finally:
         torch.set_num_threads(threads)
 
@@ -127,26 +133,28 @@ def _working_scene(scene: Scene, run: RunDir, ckpt: dict | None) -> tuple[Scene,
 
 
 def _train(scene: Scene, config: BuildConfig, run_dir: str | Path | RunDir,
-           stop_event: threading.Event | None, resume: bool) -> Iterator[dict[str, Any]]:
+           stop_event: threading.Event | None, resume: bool, overwrite: bool) -> Iterator[dict[str, Any]]:
     from coseg.io.ply import write_gaussians_ply
     from coseg.render import camera_tensors
 
     run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
     ckpt = None
-    if resume:
-        run = RunDir.open(run.path)
-        ckpt = load_latest_checkpoint(run.checkpoints_dir)
-        config = BuildConfig.from_dict(ckpt["extra"]["config"])
-    elif run.config_path.exists():
+    if resume or run.config_path.exists():
         run = RunDir.open(run.path)
     else:
         run = RunDir.create(run.path, scene.root, config.downscale)
+    start_as = run.start_stage("building", overwrite=overwrite, resume=resume)
+    if start_as == "complete":
+        summary = run.read_metrics()["building"]
+        yield {"event": "done", "iteration": summary.get("iterations", 0), "iterations": summary.get("iterations", 0),
+               "loss": None, "psnr": summary.get("train_view_psnr"), "num_gaussians": summary.get("num_gaussians"),
+               "summary": summary}
+        return
+    if start_as == "resume":
+        ckpt = load_latest_checkpoint(run.checkpoints_dir)
+        config = BuildConfig.from_dict(ckpt["extra"]["config"])
     scene, frame = _working_scene(scene, run, ckpt)
     extent = ckpt["extra"]["extent"] if ckpt is not None else scene.extent()
-    if ckpt is None:  # a fresh start in a reused folder: no result of an earlier build may survive
-        for _, stale in list_checkpoints(run.checkpoints_dir):
-            stale.unlink()
-        run.gaussians_path.unlink(missing_ok=True)
     config = config.resolved()
     strategy = DensifyStrategy.from_config(config)
     if config.torch_threads > 0:
@@ -253,7 +261,6 @@ def _train(scene: Scene, config: BuildConfig, run_dir: str | Path | RunDir,
     if iteration % config.checkpoint_every != 0 and iteration > start:
         save(iteration)
     gaussians = frame.inverse().apply_gaussians(params_to_gaussians(params))
-    write_gaussians_ply(gaussians, run.gaussians_path)
     summary = {
         "completed": not stopped and iteration >= config.iterations, "iterations": iteration,
         "num_gaussians": len(gaussians), "train_time_s": elapsed, "raster_s": raster_s,
@@ -262,7 +269,13 @@ def _train(scene: Scene, config: BuildConfig, run_dir: str | Path | RunDir,
         "its_per_s": iteration / max(elapsed, 1e-9), "peak_rss_mb_train": peak_rss_mb(),
         "train_view_psnr": record.get("psnr"),
     }
-    run.update_metrics("building", summary, replace=True)  # earlier eval figures are stale now
-    log.info("%s after %d iterations: %d Gaussians, %.1f s; wrote %s",
-             "stopped" if stopped else "finished", iteration, len(gaussians), elapsed, run.gaussians_path)
+    if stopped:  # the checkpoint is the resume point; a partial model is no result
+        run.update_metrics("building", summary, replace=True)
+        log.info("stopped after %d iterations (checkpoint kept): resume to finish", iteration)
+    else:
+        with run.writing_results("building") as result:  # earlier eval figures are stale now
+            write_gaussians_ply(gaussians, result.dir / "gaussians.ply")
+            result.metrics = summary
+        log.info("finished after %d iterations: %d Gaussians, %.1f s; wrote %s",
+                 iteration, len(gaussians), elapsed, run.gaussians_path)
     yield {**record, "event": "stopped" if stopped else "done", "summary": summary}

@@ -4,6 +4,10 @@ Each subcommand lives in its own module under `coseg.cli` exposing
 ``add_parser(subparsers)`` (which sets ``func``) — listed in `COMMANDS`. A
 subcommand is only listed once it works. Errors are one line on stderr and a
 non-zero exit code.
+
+Exit codes (docs/data-safety.md): 0 done, 1 error (one line on stderr), 2 bad
+usage (argparse), `EXIT_STOPPED` = 130 a long stage stopped by Ctrl-C (its
+checkpoint is kept and its result is not written: resume it with ``--resume``).
 """
 
 from __future__ import annotations
@@ -14,6 +18,9 @@ import logging
 import sys
 
 from coseg.errors import CosegError
+
+EXIT_STOPPED = 130
+"""Exit code of a stage stopped by Ctrl-C (SIGINT's shell convention, 128 + 2)."""
 
 #: Subcommand modules, in --help order.
 COMMANDS = ["synth", "info", "poses", "build", "segment", "eval", "render", "edit", "bench", "pretrain_spatial"]
@@ -48,9 +55,14 @@ def main(argv: list[str] | None = None) -> int:
     except CosegError as e:
         print(f"coseg {args.command}: error: {e}", file=sys.stderr)
         return 1
+    except OSError as e:  # a read or write the command did not wrap itself: still one line
+        from coseg.io.safety import os_error_line
+
+        print(f"coseg {args.command}: error: {os_error_line('?', e, 'failed')}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"coseg {args.command}: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_STOPPED
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -109,13 +109,15 @@ def _open_document(path: Path):
     """(document, source path, replayed ops) of a run folder, Gaussian file or studio project."""
     from coseg.edit import EditDocument, load_gaussians
     from coseg.edit.io import resolve_gaussians_path
-    from coseg.edit.project import PROJECT_SUFFIX, load_project
+    from coseg.edit.project import PROJECT_SUFFIX, check_fits, load_project
 
     if str(path).endswith(PROJECT_SUFFIX):
         project = load_project(path)
         src = resolve_gaussians_path(project.source)
         names = {int(k): str(v) for k, v in (project.view.get("names") or {}).items()}
-        doc = EditDocument(load_gaussians(src), names)
+        g = load_gaussians(src)
+        check_fits(project, g, path)
+        doc = EditDocument(g, names)
         try:
             doc.replay(project.ops)
         except (ValueError, KeyError) as e:
@@ -221,21 +223,34 @@ def _apply(doc, op: str, vals: list[str], selected: np.ndarray, known: set[int])
     return selected
 
 
+def _check_outputs(args, src: Path) -> None:
+    """Refuse --out (and --save-project) over the input, its run's results or its scene's inputs."""
+    from coseg.io.safety import check_output, inputs_of
+
+    protected = inputs_of(args.input, src)
+    check_output(args.out, protected, "--out", kind="file")
+    if getattr(args, "save_project", None):
+        check_output(args.save_project, protected, "--save-project", kind="file")
+
+
 def run_edit(args) -> int:
     from coseg.edit import export_gaussians
 
     doc, src = _open_document(args.input)
+    _check_outputs(args, src)
     if not args.ops and not str(args.input).endswith(".cosegproj"):
         raise InputError("no edit given (use --delete, --move, --select with --assign, ...; see --help)")
     selected = np.zeros(len(doc), bool)
     for op, vals in args.ops or []:
         selected = _apply(doc, op, vals, selected, set(doc.segment_ids().tolist()))
-    out = export_gaussians(doc.result(), args.out, args.format, inputs=(src,), force=args.force)
+    out = export_gaussians(doc.result(), args.out, args.format, inputs=(args.input, src), force=args.force)
     if args.save_project:
-        from coseg.edit.project import StudioProject, save_project
+        from coseg.edit import load_gaussians
+        from coseg.edit.project import StudioProject, model_fingerprint, save_project
 
         names = {str(k): v for k, v in doc.names.items()}
-        save_project(args.save_project, StudioProject(src.resolve(), doc.ops, {"names": names}))
+        save_project(args.save_project, StudioProject(src.resolve(), doc.ops, {"names": names},
+                                                      model_fingerprint(load_gaussians(src))))
     print(f"wrote {out}: {int((~doc.deleted).sum())} Gaussians after {len(doc.ops)} edits")
     return 0
 
@@ -245,6 +260,7 @@ def run_export(args) -> int:
     from coseg.edit.io import resolve_gaussians_path
 
     src = resolve_gaussians_path(args.input)
+    _check_outputs(args, src)
     g = load_gaussians(src)
     if args.segments:
         if g.segments is None:
@@ -253,6 +269,6 @@ def run_export(args) -> int:
         if not keep.any():
             raise InputError(f"{src}: none of the segments {args.segments} exist")
         g = g.subset(keep)
-    out = export_gaussians(g, args.out, args.format, inputs=(src,), force=args.force)
+    out = export_gaussians(g, args.out, args.format, inputs=(args.input, src), force=args.force)
     print(f"wrote {out}: {len(g)} Gaussians")
     return 0

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
-from typing import Any
 
 from coseg.errors import InputError
-
-log = logging.getLogger(__name__)
 
 
 def add_parser(sub) -> None:
@@ -35,33 +31,10 @@ def load_run_scene(run_dir, scene_path: Path | None):
 
 
 def run(args) -> int:
-    from coseg.building.evaluate import METRIC_SECTIONS, load_extensions
+    from coseg.cli.drive import print_metrics
+    from coseg.pipeline import evaluate_run
     from coseg.run import RunDir
 
-    load_extensions()
     run_dir = RunDir.open(args.run)
-    scene = load_run_scene(run_dir, args.scene)
-    results: dict[str, dict[str, Any]] = {}
-    for section, evaluate in METRIC_SECTIONS.items():
-        values = evaluate(run_dir, scene, args.backend)
-        if values is not None:
-            run_dir.update_metrics(section, values)
-            results[section] = values
-    for section, values in results.items():
-        print(f"[{section}]")
-        for key, value in values.items():
-            if key == "lpips" and value is None:
-                print("  LPIPS: not available (no offline weights)")
-            else:
-                print(f"  {key:<20} {_fmt(value)}")
+    print_metrics(evaluate_run(run_dir, load_run_scene(run_dir, args.scene), args.backend))
     return 0
-
-
-def _fmt(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.4f}" if abs(value) < 10 else f"{value:.2f}"
-    if isinstance(value, dict):  # per-class figures: "id:value" pairs
-        return " ".join(f"{k}:{_fmt(v)}" for k, v in value.items())
-    return str(value)

@@ -33,8 +33,13 @@ def summarize(path: Path) -> dict:
 def _summarize_gaussians(path: Path) -> dict:
     from coseg.io.formats import read_gaussian_file
 
-    g, kind = read_gaussian_file(path)
-    out = {"path": str(path), "kind": kind, "gaussians": len(g), "sh_degree": g.sh_degree}
+    g, kind = read_gaussian_file(path, keep_nonfinite=True)
+    bad = int((~g.finite_mask()).sum())
+    out = {"path": str(path), "kind": kind, "gaussians": len(g), "sh_degree": g.sh_degree,
+           "nonfinite_gaussians": bad}
+    if bad:
+        out["note"] = f"{bad} Gaussians have NaN or inf parameters; every reader drops them"
+        g = g.subset(g.finite_mask())
     if g.segments is not None:
         import numpy as np
 
@@ -55,7 +60,7 @@ def _summarize_run(path: Path) -> dict:
     for name in ("segmented.ply", "gaussians.ply"):
         if (path / name).exists():
             g = _summarize_gaussians(path / name)
-            out[name] = {k: g[k] for k in ("gaussians", "sh_degree") if k in g}
+            out[name] = {k: g[k] for k in ("gaussians", "sh_degree", "nonfinite_gaussians") if k in g}
             if "segments" in g:
                 out[name]["segments"] = len(g["segments"])
     metrics = path / "metrics.json"

@@ -41,17 +41,18 @@ def run(args) -> int:
     import torch
     from tqdm import tqdm
 
+    from coseg.cli.options import named_options
     from coseg.segment.pretrain import PretrainConfig, SpatialPretrainer
     from coseg.segment.randla_weights import save_encoder
 
     if args.out.exists() and not args.force:
         raise InputError(f"{args.out}: already exists (use --force to overwrite)")
-    for name in ("scenes", "val_scenes", "points_per_scene", "crop_points", "steps"):
-        if getattr(args, name) < 1:
-            raise InputError(f"--{name.replace('_', '-')} must be at least 1")
-    torch.set_num_threads(max(1, args.threads))
-    config = PretrainConfig(scenes=args.scenes, val_scenes=args.val_scenes, points_per_scene=args.points_per_scene,
-                            crop_points=args.crop_points, steps=args.steps, lr=args.lr, seed=args.seed)
+    if args.threads < 1:
+        raise InputError(f"--threads {args.threads}: must be >= 1")
+    names = ("scenes", "val_scenes", "points_per_scene", "crop_points", "steps", "lr", "seed")
+    with named_options({n: "--" + n.replace("_", "-") for n in names}):
+        config = PretrainConfig(**{n: getattr(args, n) for n in names})
+    torch.set_num_threads(args.threads)
     trainer = SpatialPretrainer(config)
     score: dict = {}
     with tqdm(total=config.steps, desc="pretrain-spatial", unit="step") as bar:

@@ -18,6 +18,7 @@ def add_parser(sub) -> None:
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--scene", type=Path, help="scene folder (default: the one recorded in config.json)")
     p.add_argument("--backend", default="auto", help="render backend: auto, cpu, gsplat, inria")
+    p.add_argument("--force", action="store_true", help="replace PNGs of an earlier render in --out")
     p.set_defaults(func=run)
 
 
@@ -26,11 +27,20 @@ def run(args) -> int:
 
     from coseg.building.evaluate import RenderContext, render_views, split_cameras
     from coseg.cli.eval import load_run_scene
+    from coseg.errors import InputError
+    from coseg.io.safety import check_output, inputs_of, os_errors, scene_inputs
     from coseg.run import RunDir
 
     run_dir = RunDir.open(args.run)
     scene = load_run_scene(run_dir, args.scene)
+    check_output(args.out, inputs_of(run_dir.path) | scene_inputs(scene), "--out", kind="folder")
     cams = split_cameras(scene, args.split)
+    existing = [args.out / f"{c.name}.png" for c in cams if (args.out / f"{c.name}.png").exists()]
+    if existing and not args.force:
+        raise InputError(f"{existing[0]}: already exists ({len(existing)} of the {len(cams)} PNGs would be "
+                         f"replaced; use --force to replace them)")
+    with os_errors(args.out, "cannot create the output folder"):
+        args.out.mkdir(parents=True, exist_ok=True)
     ctx = RenderContext.load(run_dir, scene, args.backend)
     with tqdm(total=len(cams), unit="view") as bar:
         paths = render_views(ctx, cams, args.what, args.out, lambda done, total: bar.update(1))

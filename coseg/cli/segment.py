@@ -1,17 +1,14 @@
 """`coseg segment RUN` and `coseg run SCENE --out RUN` (build + segment + eval).
 
-Ctrl-C stops after the current iteration and writes a checkpoint; `--resume`
-continues it.
+Both are `coseg.pipeline` pipelines: every input is checked before the first
+stage starts. Ctrl-C stops after the current iteration and writes a
+checkpoint (exit code 130, no result written); `--resume` continues it.
+Segmenting a segmented run again needs `--overwrite` (docs/data-safety.md).
 """
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
-
-from coseg.errors import CosegError
-
-log = logging.getLogger(__name__)
 
 
 def _segment_args(p) -> None:
@@ -48,115 +45,82 @@ def add_parser(sub) -> None:
                        description="Segmentation Learning Stage: features, unprojection, spatial "
                                    "encoder, fusion decoder, CoSeg loss. Writes segmented.ply.")
     p.add_argument("run", type=Path, help="run folder with gaussians.ply (from coseg build)")
-    p.add_argument("--resume", action="store_true", help="continue from the stage's checkpoint")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from the stage's checkpoint (after Ctrl-C, exit code 130), with the "
+                        "settings it was started with")
+    p.add_argument("--overwrite", action="store_true",
+                   help="segment again: the old segmentation is kept in RUN/previous/ until the new one is complete")
     p.add_argument("--no-eval", action="store_true", help="skip the test-view evaluation")
     _segment_args(p)
     p.set_defaults(func=run_segment)
 
     r = sub.add_parser("run", help="build + segment + evaluate a scene in one go",
-                       description="coseg build SCENE --out RUN, then coseg segment RUN, then coseg eval RUN.")
+                       description="coseg build SCENE --out RUN, then coseg segment RUN, then coseg eval RUN. "
+                                   "Every input the stages need (scene, labels, options) is checked before "
+                                   "the first starts; a stopped stage (Ctrl-C, exit code 130) ends the run.")
     r.add_argument("scene", type=Path, help="scene folder")
     r.add_argument("--out", type=Path, required=True, help="run folder to create")
-    r.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
+    r.add_argument("--overwrite", action="store_true",
+                   help="run every stage again in an existing run (old results kept in RUN/previous/)")
+    r.add_argument("--resume", action="store_true",
+                   help="continue the run in --out: skip completed stages, resume a stopped one, run the rest")
     r.add_argument("--iterations", type=int, help="building iterations")
     r.add_argument("--import-ply", type=Path, metavar="FILE", help="skip training: import a trained .ply")
     _segment_args(r)
-    r.set_defaults(func=run_pipeline)
+    r.set_defaults(func=run_pipeline, downscale=None, seed=None, max_sh_degree=None, max_gaussians=None,
+                   backend=None, set=[])
 
 
 def config_from_args(args):
     from coseg.segment.config import SegmentConfig
     from coseg.segment.losses import CoSegLossConfig
 
+    from coseg.cli.options import named_options
+
     loss = {"pixel_loss": args.loss}
     if args.pi_label is not None:
         loss["pi_label"] = args.pi_label
     if args.class_balance is not None:
         loss["class_balance"] = args.class_balance
+    with named_options(_OPTIONS):
+        loss_config = CoSegLossConfig(**loss)
     values = dict(field=args.field, iterations=args.seg_iterations, extractor=args.extractor,
                   dino_model=args.dino_model,
                   use_dino=not args.no_dino, use_spatial=not args.no_spatial,
                   single_scale=args.single_scale, spatial_weights=args.spatial_weights,
-                  seed=args.seg_seed, loss=CoSegLossConfig(**loss))
+                  seed=args.seg_seed, loss=loss_config)
     if args.dino_weights is not None:
         values["dino_weights"] = str(args.dino_weights)
     if args.attendance_tau is not None:
         values["attendance_tau"] = args.attendance_tau
     if args.lr_schedule is not None:
         values["lr_schedule"] = args.lr_schedule
-    return SegmentConfig(**values)
+    with named_options(_OPTIONS):
+        return SegmentConfig(**values)
 
 
-def drive_segmentation(run_dir: Path, config, resume: bool = False) -> dict:
-    """Run the stage with a progress bar; returns the final record."""
-    from tqdm import tqdm
-
-    from coseg.run import RunDir
-    from coseg.cli.stopping import stop_on_sigint
-    from coseg.segment.stage import segment
-
-    run = RunDir.open(run_dir)
-    last: dict = {}
-    bar = None
-    with stop_on_sigint("iteration") as stop, run.lock(), run.log_to_file():
-        for rec in segment(run_dir, config, stop, resume=resume):
-            stage = rec["stage"]
-            if stage in ("features", "spatial"):
-                if rec["view"] == 1:
-                    log.info("%s: %d views", "2D features" if stage == "features" else "spatial encoder",
-                             rec["views"])
-            elif stage == "train":
-                if bar is None:
-                    bar = tqdm(total=rec["iterations"], unit="it", dynamic_ncols=True, desc="segment")
-                bar.update(rec["iteration"] - bar.n)
-                bar.set_postfix(loss=f"{rec['loss']:.4f}", pix=f"{rec['pix']:.4f}", reg=f"{rec['reg']:.4f}",
-                                refresh=False)
-            last = rec
-        if bar is not None:
-            bar.close()
-    if last.get("stage") == "stopped":
-        print(f"stopped at iteration {last['iteration']} (resume with: coseg segment {run_dir} --resume)")
-    return last
-
-
-def _print_eval(run_dir: Path) -> None:
-    import argparse
-
-    from coseg.cli import eval as eval_cli
-
-    eval_cli.run(argparse.Namespace(run=Path(run_dir), scene=None, backend="auto"))
+#: Segmentation and loss settings -> the option that sets them.
+_OPTIONS = {"field": "--field", "iterations": "--seg-iterations", "lr_schedule": "--lr-schedule",
+            "extractor": "--extractor", "dino_weights": "--dino-weights", "pixel_loss": "--loss",
+            "pi_label": "--pi-label", "class_balance": "--class-balance", "attendance_tau": "--attendance-tau",
+            "spatial_weights": "--spatial-weights", "seed": "--seg-seed"}
 
 
 def run_segment(args) -> int:
-    last = drive_segmentation(args.run, config_from_args(args), resume=args.resume)
-    if last.get("stage") != "done":
-        return 0 if last.get("stage") == "stopped" else 1
-    print(f"segmented: {last.get('kept')} Gaussians in {len(last.get('segments', {}))} segments, "
-          f"{last.get('segmentation_total_s', 0):.0f} s -> {Path(args.run) / 'segmented.ply'}")
-    if not args.no_eval:
-        _print_eval(args.run)
-    return 0
+    from coseg.cli.drive import drive
+    from coseg.pipeline import Pipeline, PipelineRequest
+
+    request = PipelineRequest(out=args.run, segment=config_from_args(args), resume=args.resume,
+                              overwrite=args.overwrite)
+    return drive(Pipeline(request, ("segment",) if args.no_eval else ("segment", "eval")))
 
 
 def run_pipeline(args) -> int:
-    from coseg.cli import build as build_cli
+    from coseg.cli.build import config_from_args as build_config_from_args
+    from coseg.cli.drive import drive
+    from coseg.pipeline import Pipeline, PipelineRequest
 
-    rc = build_cli.run(_build_namespace(args))
-    if rc:
-        return rc
-    if not (Path(args.out) / "gaussians.ply").exists():
-        raise CosegError(f"{args.out}: the building stage did not finish; resume it with "
-                         f"coseg build --resume {args.out}, then run coseg segment {args.out}")
-    last = drive_segmentation(args.out, config_from_args(args))
-    if last.get("stage") == "done":
-        _print_eval(args.out)
-    return 0
-
-
-def _build_namespace(args):
-    import argparse
-
-    return argparse.Namespace(
-        scene=args.scene, out=args.out, resume=None, import_ply=args.import_ply,
-        overwrite=args.overwrite, iterations=args.iterations, downscale=None, seed=None,
-        max_sh_degree=None, max_gaussians=None, backend=None, set=[])
+    request = PipelineRequest(out=args.out, scene=args.scene, build=build_config_from_args(args),
+                              segment=config_from_args(args), import_ply=args.import_ply,
+                              overwrite=args.overwrite, resume=args.resume, strict_resume=False)
+    return drive(Pipeline(request))

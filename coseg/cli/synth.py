@@ -27,13 +27,15 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     from tqdm import tqdm
 
+    from coseg.cli.options import named_options
     from coseg.synth import SynthConfig, generate, parse_size
     from coseg.synth.writer import check_target
 
     width, height = parse_size(args.size)
     cfg = SynthConfig(seed=args.seed, views=args.views, test_views=args.test_views,
                       width=width, height=height, kind=args.kind, texture_detail=args.texture_detail)
-    cfg.validate()
+    with named_options({"seed": "--seed", "views": "--views", "test_views": "--test-views", "kind": "--kind"}):
+        cfg.validate()
     check_target(args.out.absolute(), args.force)
     with tqdm(total=args.views + args.test_views, unit="view", desc="synth", leave=False) as bar:
         summary = generate(args.out, cfg, force=args.force, progress=lambda done, total: bar.update(1))

@@ -21,11 +21,22 @@ def resolve_gaussians_path(path: Path) -> Path:
     return path
 
 
-def load_gaussians(path: Path) -> Gaussians:
-    """Read a run folder or a Gaussian file (3DGS or compressed .ply, .spz, .splat)."""
+def load_gaussians(path: Path, keep_nonfinite: bool = False) -> Gaussians:
+    """Read a run folder or a Gaussian file (3DGS or compressed .ply, .spz, .splat); NaN / inf
+    Gaussians are dropped with a warning unless `keep_nonfinite`.
+
+    Raises:
+        InputError: unreadable, or no Gaussian (a 0-vertex file, or none with finite values).
+    """
     from coseg.io.formats import read_gaussian_file
 
-    return read_gaussian_file(resolve_gaussians_path(path))[0]
+    path = resolve_gaussians_path(path)
+    g = read_gaussian_file(path, keep_nonfinite=True)[0]
+    if not len(g):
+        raise InputError(f"{path}: holds no Gaussians (0 vertices)")
+    if not g.finite_mask().any():
+        raise InputError(f"{path}: none of its {len(g)} Gaussians has finite parameters (all NaN or inf)")
+    return g if keep_nonfinite else g.without_nonfinite(str(path))
 
 
 def exporter_for(path: Path, fmt: str | None = None):
@@ -49,13 +60,29 @@ def exporter_for(path: Path, fmt: str | None = None):
 
 
 def export_gaussians(g: Gaussians, out: Path, fmt: str | None = None, *, inputs: tuple[Path, ...] = (),
-                     force: bool = False) -> Path:
-    """Write `g` to `out` with the matching exporter; never overwrites an input file."""
+                     force: bool = False, what: str = "--out") -> Path:
+    """Write `g` to `out` with the matching exporter.
+
+    Never writes over an input, a run's stage results or a scene's inputs
+    (`coseg.io.safety.inputs_of` of `inputs`), nor into a folder in the way.
+
+    Args:
+        g: the Gaussians to write.
+        out: destination file.
+        fmt: exporter name (default: from the file name).
+        inputs: what the Gaussians were read from (files, run or scene folders).
+        force: replace an existing file that is none of those.
+        what: the option or action naming `out`, for messages.
+
+    Raises:
+        CosegError: refused or failed, in one line.
+    """
+    from coseg.io.safety import check_output, inputs_of
+
     out = Path(out)
-    for src in inputs:
-        if Path(src).exists() and out.exists() and out.resolve() == Path(src).resolve():
-            raise InputError(f"{out}: refusing to overwrite the input file; choose another --out")
+    check_output(out, inputs_of(*inputs), what, kind="file")
+    exporter = exporter_for(out, fmt)
     if out.exists() and not force:
         raise InputError(f"{out}: already exists (use --force to overwrite)")
-    exporter_for(out, fmt).export(g, out)
+    exporter.export(g, out)
     return out

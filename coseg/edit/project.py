@@ -23,6 +23,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from coseg.errors import InputError
 from coseg.edit.replay import KNOWN_OPS
 from coseg.io.atomic import write_json_atomic
@@ -41,10 +43,40 @@ class StudioProject:
     """`EditDocument.ops`: the applied operations in order."""
     view: dict = field(default_factory=dict)
     """View state: names, hidden, locked, camera (JSON-able, read by the studio)."""
+    model: dict = field(default_factory=dict)
+    """`model_fingerprint` of the Gaussians the edits were made on (empty in older projects)."""
 
     def to_dict(self) -> dict:
-        return {"format": "cosegproj", "version": FORMAT_VERSION, "source": str(self.source),
-                "ops": self.ops, "view": self.view}
+        out = {"format": "cosegproj", "version": FORMAT_VERSION, "source": str(self.source),
+               "ops": self.ops, "view": self.view}
+        if self.model:
+            out["model"] = self.model
+        return out
+
+
+def model_fingerprint(gaussians) -> dict:
+    """What identifies the Gaussians a history was recorded on: their count and a digest of
+    their positions and segment ids (a re-built or re-segmented source gives another)."""
+    h = hashlib.blake2b(digest_size=8)
+    h.update(np.ascontiguousarray(gaussians.means, np.float32).tobytes())
+    if gaussians.segments is not None:
+        h.update(np.ascontiguousarray(gaussians.segments, np.int32).tobytes())
+    return {"gaussians": len(gaussians), "digest": h.hexdigest()}
+
+
+def check_fits(project: StudioProject, gaussians, where: str | Path) -> None:
+    """Refuse to replay `project` onto Gaussians other than those its edits were made on.
+
+    Raises:
+        InputError: the source changed since (re-built, re-segmented or replaced); one line.
+    """
+    now = model_fingerprint(gaussians)
+    if project.model and project.model != now:
+        then = project.model.get("gaussians")
+        change = (f"{then:,} Gaussians then, {now['gaussians']:,} now" if then != now["gaussians"]
+                  else "its Gaussians or segments differ")
+        raise InputError(f"{where}: the edits were made on another version of {project.source.name} "
+                         f"({change}); it was rebuilt or segmented again since")
 
 
 def save_project(path: str | Path, project: StudioProject) -> Path:
@@ -85,7 +117,8 @@ def load_project(path: str | Path) -> StudioProject:
     source = Path(data["source"])
     if not source.is_absolute():
         source = (path.parent / source).resolve()
-    return StudioProject(source, list(ops), dict(data.get("view") or {}))
+    model = data.get("model") if isinstance(data.get("model"), dict) else {}
+    return StudioProject(source, list(ops), dict(data.get("view") or {}), dict(model))
 
 
 def autosave_dir() -> Path:

@@ -190,7 +190,9 @@ def _chunk_range(values: np.ndarray, starts: np.ndarray) -> tuple[np.ndarray, np
 
 
 def write_compressed_ply(gaussians: Gaussians, path: str | os.PathLike) -> None:
-    """Write `gaussians` as a PlayCanvas / SuperSplat compressed PLY, atomically (module docstring)."""
+    """Write `gaussians` as a PlayCanvas / SuperSplat compressed PLY, atomically (module docstring);
+    NaN / inf values are refused."""
+    gaussians.check_writable(path)
     g = gaussians.subset(morton_order(gaussians.means)) if len(gaussians) else gaussians
     n = len(g)
     if n == 0:

@@ -38,8 +38,11 @@ def gaussian_file_kind(path: str | Path) -> str:
     raise InputError(f"{path}: not a Gaussian file (expected {', '.join(GAUSSIAN_SUFFIXES)})")
 
 
-def read_gaussian_file(path: str | Path) -> tuple[Gaussians, str]:
+def read_gaussian_file(path: str | Path, keep_nonfinite: bool = False) -> tuple[Gaussians, str]:
     """Read any supported Gaussian file; returns the model and its `gaussian_file_kind`.
+
+    Gaussians with NaN or inf parameters are dropped with one warning giving the
+    count (docs/data-safety.md), unless `keep_nonfinite` (to count them).
 
     Raises:
         InputError: unknown suffix, or the reader's one-line error.
@@ -49,11 +52,13 @@ def read_gaussian_file(path: str | Path) -> tuple[Gaussians, str]:
     if kind == "splat":
         from coseg.io.splat import read_splat
 
-        return read_splat(path), kind
-    if kind == "spz":
+        g = read_splat(path, keep_nonfinite=True)
+    elif kind == "spz":
         from coseg.io.spz import read_spz
 
-        return read_spz(path), kind
-    from coseg.io.ply import read_gaussians_ply
+        g = read_spz(path)
+    else:
+        from coseg.io.ply import read_gaussians_ply
 
-    return read_gaussians_ply(path), kind
+        g = read_gaussians_ply(path, keep_nonfinite=True)
+    return (g if keep_nonfinite else g.without_nonfinite(str(path))), kind

@@ -14,16 +14,37 @@ import numpy as np
 from coseg.errors import InputError
 
 
-def _imread(path: Path) -> np.ndarray:
+def _imread(path: Path, indices: bool = False) -> np.ndarray:
+    """Decode an image; with `indices`, a palette (mode P) image gives its palette indices.
+
+    Raises:
+        InputError: missing or undecodable, in one short line (not the decoder's advice).
+    """
     import imageio.v3 as iio
+    from PIL import Image, UnidentifiedImageError
 
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: file not found")
+    if path.suffix.lower() != ".exr":  # PIL reads every other format we accept
+        try:
+            with Image.open(path) as im:
+                if indices and im.mode == "P":  # what many segmenters write: the ids are the indices
+                    return np.asarray(im)
+        except UnidentifiedImageError:
+            raise InputError(f"{path}: not an image file (no known image format)") from None
+        except (OSError, ValueError, SyntaxError) as e:  # PIL's errors for a corrupt header
+            raise InputError(f"{path}: unreadable image ({_first_line(e)})") from None
     try:
         return np.asarray(iio.imread(path))
     except Exception as e:  # imageio raises many types for a corrupt file
-        raise InputError(f"{path}: unreadable image ({type(e).__name__}: {e})") from e
+        raise InputError(f"{path}: unreadable image ({_first_line(e)})") from e
+
+
+def _first_line(e: Exception) -> str:
+    """The first line of an exception's message (decoders append multi-line install advice)."""
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0] if text else ''}"[:200]
 
 
 def _downscale_mean(img: np.ndarray, factor: int) -> np.ndarray:
@@ -54,8 +75,11 @@ def read_rgb(path: Path, size_hw: tuple[int, int], white_background: bool = Fals
 
 
 def read_id_map(path: Path, size_hw: tuple[int, int], downscale: int = 1) -> np.ndarray:
-    """Read a single-channel uint8/uint16 id map as int32 [H, W] at `size_hw`."""
-    ids = _imread(path)
+    """Read a single-channel uint8/uint16 id map as int32 [H, W] at `size_hw`.
+
+    Palette (mode P) PNGs give their palette indices, grey RGB(A) gives its grey level.
+    """
+    ids = _imread(path, indices=True)
     if ids.ndim == 3:
         if ids.shape[2] in (3, 4) and np.array_equal(ids[..., 0], ids[..., 1]) and np.array_equal(ids[..., 0], ids[..., 2]):
             ids = ids[..., 0]

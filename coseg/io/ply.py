@@ -219,13 +219,18 @@ def read_point_cloud(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | 
     if missing:
         raise InputError(f"{path}: PLY vertices lack {', '.join(missing)}")
     xyz = np.stack([v[c] for c in "xyz"], axis=1).astype(np.float32)
+    rgb = None
     for cols in (("red", "green", "blue"), ("r", "g", "b")):
         if all(c in names for c in cols):
             kind = v.dtype[cols[0]]
             scale = float(np.iinfo(kind).max) if kind.kind in "iu" else 1.0
-            rgb = np.stack([v[c] for c in cols], axis=1).astype(np.float32) / np.float32(scale)
-            return xyz, np.clip(rgb, 0.0, 1.0)
-    return xyz, None
+            rgb = np.clip(np.stack([v[c] for c in cols], axis=1).astype(np.float32) / np.float32(scale), 0.0, 1.0)
+            break
+    ok = np.isfinite(xyz).all(axis=1)
+    if not ok.all():  # the same policy as for Gaussians: drop, say how many
+        log.warning("%s: dropped %d of %d points with NaN or inf positions", path, int((~ok).sum()), len(ok))
+        xyz, rgb = xyz[ok], None if rgb is None else rgb[ok]
+    return xyz, rgb
 
 
 def write_point_cloud(path: str | os.PathLike, xyz: np.ndarray, rgb: np.ndarray | None = None) -> None:
@@ -295,7 +300,7 @@ def _missing_message(path: Path, names: tuple[str, ...], missing: list[str]) -> 
     return f"{path}: not a 3DGS PLY{hint}: missing vertex properties {shown}"
 
 
-def read_gaussians_ply(path: str | os.PathLike):
+def read_gaussians_ply(path: str | os.PathLike, keep_nonfinite: bool = False):
     """Read a 3D Gaussian Splatting PLY by property name.
 
     Accepts the files of the official 3DGS code, gsplat and nerfstudio: any
@@ -307,8 +312,9 @@ def read_gaussians_ply(path: str | os.PathLike):
     The SH degree (0-3) follows from the f_rest count (0, 9, 24, 45; channel-major:
     ``f_rest_{c*K + k}`` is ``sh_rest[:, k, c]``). An optional ``segment``
     property gives `Gaussians.segments`; every other property we do not
-    interpret is kept, with its type and order, in `Gaussians.extra`. Values are
-    read as they are (NaN included); see `Gaussians.check_finite`.
+    interpret is kept, with its type and order, in `Gaussians.extra`. Gaussians
+    with NaN or inf parameters are dropped with one warning giving the count
+    (`Gaussians.without_nonfinite`) unless `keep_nonfinite` (e.g. to count them).
 
     Returns:
         coseg.gaussians.Gaussians.
@@ -322,7 +328,8 @@ def read_gaussians_ply(path: str | os.PathLike):
     from coseg.io.compressed_ply import is_compressed_ply, read_compressed_ply
 
     if is_compressed_ply(read_ply_header(path)):
-        return read_compressed_ply(path)
+        g = read_compressed_ply(path)
+        return g if keep_nonfinite else g.without_nonfinite(str(path))
     v = read_vertices(path)
     names = v.dtype.names or ()
     colour_from_rgb = not all(n in names for n in _DC) and all(n in names for n in _RGB)
@@ -346,7 +353,7 @@ def read_gaussians_ply(path: str | os.PathLike):
                if k else np.zeros((len(v), 0, 3), np.float32))
     interpreted = {"x", "y", "z", *_NORMALS, *_DC, *expected_rest, "opacity", *_SCALES, *_ROTS,
                    "segment", *(_RGB if colour_from_rgb else ())}
-    return Gaussians(
+    g = Gaussians(
         means=np.ascontiguousarray(_float_block(v, ["x", "y", "z"])),
         quats=np.ascontiguousarray(_float_block(v, list(_ROTS))),
         log_scales=np.ascontiguousarray(_float_block(v, list(_SCALES))),
@@ -356,6 +363,7 @@ def read_gaussians_ply(path: str | os.PathLike):
         segments=_read_segments(path, v) if "segment" in names else None,
         extra={n: np.ascontiguousarray(v[n]) for n in names if n not in interpreted},
     )
+    return g if keep_nonfinite else g.without_nonfinite(str(path))
 
 
 def _colour_scale(dtype: np.dtype) -> float:
@@ -372,7 +380,7 @@ def _read_segments(path: Path, v: np.ndarray) -> np.ndarray:
 
 def write_gaussians_ply(gaussians, path: str | os.PathLike, *, layout: str = "inria",
                         with_segments: bool = True) -> None:
-    """Write Gaussians as a binary little-endian 3DGS PLY, atomically.
+    """Write Gaussians as a binary little-endian 3DGS PLY, atomically; NaN / inf values are refused.
 
     Args:
         gaussians: coseg.gaussians.Gaussians.
@@ -387,6 +395,7 @@ def write_gaussians_ply(gaussians, path: str | os.PathLike, *, layout: str = "in
     if layout not in ("inria", "plain"):
         raise ValueError(f"unknown PLY layout {layout!r} (use 'inria' or 'plain')")
     g = gaussians
+    g.check_writable(path)
     n, k = len(g), g.sh_rest.shape[1]
     core_names = _inria_names(3 * k)
     core = np.concatenate([

@@ -1,4 +1,4 @@
-"""The data-safety contract's shared checks (docs/file-formats.md, "Data safety").
+"""The data-safety contract's shared checks (docs/data-safety.md).
 
 Every command and studio action that writes resolves its output paths and
 passes them through `check_output` before writing anything:
@@ -92,21 +92,55 @@ def scene_inputs(scene_or_root) -> Protected:
             path = getattr(cam, attr, None)
             if path is not None:
                 p.add_file(path, f"an input {what} of the scene {root}")
-                p.add_folder(Path(path).parent, f"a folder of input {what}s of the scene {root}")
+                if _resolve(Path(path).parent) != _resolve(root):  # images beside transforms.json: files only
+                    p.add_folder(Path(path).parent, f"a folder of input {what}s of the scene {root}")
     return p
 
 
 def run_results(run_path: str | os.PathLike) -> Protected:
     """A run folder's stage results: only the stage that made them may replace them."""
+    from coseg.run import STAGE_FILES
+
     run = Path(run_path)
     p = Protected()
-    for name in RUN_RESULT_NAMES:
+    names = [*RUN_RESULT_NAMES, *(n for files in STAGE_FILES.values() for n in files.results)]
+    for name in names:
         target = run / name
         why = f"a result of the run {run} (re-run its stage with --overwrite to replace it)"
         if name in ("checkpoints", "cache", "previous"):
             p.add_folder(target, why)
         else:
             p.add_file(target, why)
+    return p
+
+
+def inputs_of(*sources: str | os.PathLike | None) -> Protected:
+    """Everything a command reading `sources` must not write over.
+
+    A run folder protects its results and the inputs of the scene it records; a
+    file protects itself and, when it lies in a run folder, that run; a scene
+    folder protects its inputs. None entries are skipped.
+    """
+    import json
+
+    p = Protected()
+    for source in sources:
+        if source is None:
+            continue
+        path = Path(source)
+        run = path if path.is_dir() else path.parent
+        if path.is_file():
+            p = p | input_files([path], f"an input of this command ({path.name})")
+        if (run / "config.json").is_file():
+            p = p | run_results(run)
+            try:
+                scene = (json.loads((run / "config.json").read_text()).get("scene") or {}).get("path")
+            except (OSError, ValueError, AttributeError):
+                scene = None
+            if scene and Path(scene).is_dir():
+                p = p | scene_inputs(scene)
+        elif path.is_dir():
+            p = p | scene_inputs(path)
     return p
 
 
@@ -118,13 +152,17 @@ def input_files(paths: Iterable[str | os.PathLike], why: str = "an input of this
     return p
 
 
-def check_output(path: str | os.PathLike, protected: Protected, what: str = "--out") -> Path:
+def check_output(path: str | os.PathLike, protected: Protected, what: str = "--out",
+                 kind: str | None = None) -> Path:
     """Refuse an output that equals, lies inside, or contains a protected path.
 
     Args:
         path: the file or folder about to be written (it need not exist).
-        protected: from `scene_inputs`, `run_results`, `input_files` (combine with ``|``).
+        protected: from `scene_inputs`, `run_results`, `input_files`, `inputs_of`
+            (combine with ``|``).
         what: the option or action that named the path, for the message.
+        kind: "file" or "folder": also refuse a folder (or file) in the way, and a
+            file where a parent folder must go.
 
     Returns:
         The resolved path.
@@ -133,6 +171,13 @@ def check_output(path: str | os.PathLike, protected: Protected, what: str = "--o
         OutputRefused: one line naming the path and what it would write over.
     """
     out = _resolve(path)
+    if kind == "file" and out.is_dir():
+        raise OutputRefused(f"{path}: a folder is in the way of {what}; choose a file name")
+    if kind == "folder" and out.exists() and not out.is_dir():
+        raise OutputRefused(f"{path}: a file is in the way of {what}; choose a folder")
+    blocking = next((d for d in out.parents if d.exists() and not d.is_dir()), None)
+    if kind is not None and blocking is not None:
+        raise OutputRefused(f"{path}: {blocking} is a file, not a folder; choose another {what}")
     for f, why in protected.files.items():
         if out == f:
             raise OutputRefused(f"{path}: refusing to write {what} over {why}; choose another path")
@@ -157,6 +202,8 @@ def os_error_line(path: str | os.PathLike, e: OSError, action: str = "cannot wri
               errno.ENOTDIR: "a file is in the way of a folder", errno.EDQUOT: "disk quota exceeded"}.get(
         e.errno, e.strerror or type(e).__name__)
     where = getattr(e, "filename", None) or path
+    if Path(where).name.startswith(f".{Path(path).name}."):  # the temporary file of an atomic write
+        where = path
     return f"{where}: {action} ({reason})"
 
 

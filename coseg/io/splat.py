@@ -65,25 +65,28 @@ def to_splat_records(gaussians: Gaussians) -> np.ndarray:
 
 
 def write_splat(gaussians: Gaussians, path: str | os.PathLike) -> None:
-    """Write Gaussians as a .splat file (layout and order in the module docstring), atomically.
+    """Write Gaussians as a .splat file (layout and order in the module docstring), atomically;
+    NaN / inf values are refused.
 
     Args:
         gaussians: the model; SH bands above 0, segments and extras are not stored.
         path: destination.
     """
+    gaussians.check_writable(path)
     rec = to_splat_records(gaussians)
     with atomic_open(path, "wb") as f:
         f.write(rec.tobytes())
     log.debug("wrote %d Gaussians to %s", len(rec), path)
 
 
-def read_splat(path: str | os.PathLike) -> Gaussians:
+def read_splat(path: str | os.PathLike, keep_nonfinite: bool = False) -> Gaussians:
     """Read a .splat file into degree-0 Gaussians.
 
     Quantised values come back as the nearest parameters: quaternion
     (byte - 128) / 128, opacity logit(A / 255) (clamped away from 0 and 1),
     DC from RGB / 255, log-scale from the float scales (zero scales map to
-    the log of the smallest positive float32).
+    the log of the smallest positive float32). Gaussians with NaN or inf
+    positions or scales are dropped with one warning (unless `keep_nonfinite`).
 
     Raises:
         InputError: the file cannot be read or its size is not a multiple of 32.
@@ -99,7 +102,7 @@ def read_splat(path: str | os.PathLike) -> Gaussians:
     rec = np.frombuffer(data, SPLAT_DTYPE)
     n = len(rec)
     tiny = np.finfo(np.float32).tiny
-    return Gaussians(
+    g = Gaussians(
         means=rec["position"].astype(np.float32),
         quats=((rec["rot"].astype(np.float32) - 128.0) / 128.0).astype(np.float32),
         log_scales=np.log(np.maximum(rec["scale"].astype(np.float32), tiny)),
@@ -107,3 +110,4 @@ def read_splat(path: str | os.PathLike) -> Gaussians:
         sh_dc=rgb_to_sh_dc(rec["rgba"][:, :3] / 255.0),
         sh_rest=np.zeros((n, 0, 3), np.float32),
     )
+    return g if keep_nonfinite else g.without_nonfinite(str(path))

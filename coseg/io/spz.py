@@ -304,6 +304,8 @@ def write_spz(gaussians: Gaussians, path: str | os.PathLike) -> None:
 
     Raises:
         ValueError: a position outside the 24-bit fixed-point range (+-2048 units).
+        CosegError: NaN or inf values (never written).
     """
+    gaussians.check_writable(path)
     write_bytes_atomic(path, gzip.compress(pack_spz(gaussians), compresslevel=6, mtime=0))
     log.debug("wrote %d Gaussians to %s", len(gaussians), path)

@@ -11,6 +11,7 @@ import dataclasses
 from dataclasses import asdict, dataclass
 
 from coseg.segment.losses import CoSegLossConfig
+from coseg.settings import AT_LEAST_1, NON_NEGATIVE, POSITIVE, Range, SettingError, check_settings
 
 
 @dataclass
@@ -62,9 +63,6 @@ class SegmentConfig:
 
     def __post_init__(self) -> None:
         from coseg.errors import InputError
-
-        if self.field not in ("coseg", "per-gaussian", "label-vote"):
-            raise InputError(f"unknown segmentation field {self.field!r} (coseg, per-gaussian or label-vote)")
         from coseg.features import EXTRACTORS
         from coseg.features.dino import MODELS
 
@@ -72,10 +70,15 @@ class SegmentConfig:
             raise InputError(f"unknown feature extractor {self.extractor!r} ({', '.join(EXTRACTORS)})")
         if self.dino_model not in MODELS:
             raise InputError(f"unknown DINO model {self.dino_model!r} ({', '.join(MODELS)})")
-        if self.lr_schedule not in ("constant", "cosine"):
-            raise InputError(f"unknown learning-rate schedule {self.lr_schedule!r} (constant or cosine)")
-        if not 0.0 < self.lr_final_ratio <= 1.0:
-            raise InputError(f"lr_final_ratio must be in (0, 1], got {self.lr_final_ratio}")
+        if len(self.decoder_widths) != 4:
+            raise SettingError("segmentation", "decoder_widths", self.decoder_widths,
+                               "must give the widths of the 4 decoder levels")
+        check_settings(self, "segmentation", {
+            "iterations": AT_LEAST_1, "lr": POSITIVE, "lr_final_ratio": Range(0, 1, open_lo=True),
+            "feature_dim": AT_LEAST_1, "attendance_tau": Range(0, 1, open_hi=True), "decoder_widths": AT_LEAST_1,
+            "seed": NON_NEGATIVE, "log_every": AT_LEAST_1, "checkpoint_every": AT_LEAST_1,
+        }, {"field": ("coseg", "per-gaussian", "label-vote"), "lr_schedule": ("constant", "cosine"),
+            "infer_views": ("train", "all")})
 
     def to_dict(self) -> dict:
         d = asdict(self)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import logging
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -67,15 +68,16 @@ def fill_from_nearest(values: np.ndarray, xyz: np.ndarray, have: np.ndarray) -> 
     return int(missing.sum())
 
 
-def write_segmentation(model) -> dict:
+def write_segmentation(model, out_dir: Path) -> dict:
     """Write segmentation.npz and segmented.ply of a trained model; returns the metrics summary."""
-    return write_segment_outputs(model.run, model.scene, model.gaussians, model.kept, model.labels.class_ids,
+    return write_segment_outputs(out_dir, model.scene, model.gaussians, model.kept, model.labels.class_ids,
                                  gaussian_logits(model), model.info, model.config.field)
 
 
-def write_segment_outputs(run, scene, gaussians, kept: np.ndarray, class_ids: np.ndarray, logits: np.ndarray,
-                          info: dict, field: str) -> dict:
-    """Write segmentation.npz (logits [N_kept, C], kept, class ids) and segmented.ply.
+def write_segment_outputs(out_dir: Path, scene, gaussians, kept: np.ndarray, class_ids: np.ndarray,
+                          logits: np.ndarray, info: dict, field: str) -> dict:
+    """Write segmentation.npz (logits [N_kept, C], kept, class ids) and segmented.ply into `out_dir`
+    (the staging folder of `RunDir.writing_results`).
 
     `gaussians` are in the run's working frame; segmented.ply is written in the input's frame.
 
@@ -86,7 +88,7 @@ def write_segment_outputs(run, scene, gaussians, kept: np.ndarray, class_ids: np
     from coseg.io.ply import write_gaussians_ply
 
     segments = class_ids[np.argmax(logits, axis=1)].astype(np.int32)
-    with atomic_open(run.path / "segmentation.npz", "wb") as f:
+    with atomic_open(Path(out_dir) / "segmentation.npz", "wb") as f:
         buf = io.BytesIO()
         np.savez(buf, logits=logits, kept=kept.astype(np.int64), class_ids=class_ids)
         f.write(buf.getvalue())
@@ -94,7 +96,7 @@ def write_segment_outputs(run, scene, gaussians, kept: np.ndarray, class_ids: np
 
     segmented = to_input_frame(run, gaussians.subset(kept))
     segmented.segments = segments
-    write_gaussians_ply(segmented, run.path / "segmented.ply")
+    write_gaussians_ply(segmented, Path(out_dir) / "segmented.ply")
     ids, counts = np.unique(segments, return_counts=True)
     names = scene.classes
     summary = dict(info)

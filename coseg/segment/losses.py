@@ -60,14 +60,12 @@ class CoSegLossConfig:
     docs/method.md for the measurement behind 0.5."""
 
     def __post_init__(self) -> None:
-        from coseg.errors import InputError
+        from coseg.settings import AT_LEAST_1, NON_NEGATIVE, OPEN_UNIT, Range, check_settings
 
-        if self.pixel_loss not in ("js", "ce"):
-            raise InputError(f"pixel loss must be js or ce, got {self.pixel_loss!r}")
-        if not 0.0 < self.pi_label < 1.0:
-            raise InputError(f"pi_label must lie in (0, 1), got {self.pi_label}")
-        if not self.class_balance >= 0.0:
-            raise InputError(f"class_balance must be >= 0, got {self.class_balance}")
+        check_settings(self, "segmentation loss", {
+            "pi_label": OPEN_UNIT, "lambda_pix": NON_NEGATIVE, "lambda_reg": NON_NEGATIVE,
+            "reg_scales": Range(1, 4), "reg_samples": AT_LEAST_1, "reg_k": AT_LEAST_1,
+            "class_balance": NON_NEGATIVE}, {"pixel_loss": ("js", "ce")})
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -249,7 +249,8 @@ class SegmentationModel:
         return int(ck["iteration"])
 
     # ------------------------------------------------------------ outputs
-    def write_outputs(self) -> dict:
+    def write_outputs(self, out_dir: Path) -> dict:
+        """Write segmentation.npz and segmented.ply into `out_dir`; returns the stage summary."""
         from coseg.segment.infer import write_segmentation
 
-        return write_segmentation(self)
+        return write_segmentation(self, out_dir)

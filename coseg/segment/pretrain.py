@@ -61,6 +61,14 @@ class PretrainConfig:
     seed: int = 0
     """Seed of the scene generation, crops and initialisation."""
 
+    def __post_init__(self) -> None:
+        from coseg.settings import AT_LEAST_1, NON_NEGATIVE, POSITIVE, check_settings
+
+        check_settings(self, "pretraining", {
+            "scenes": AT_LEAST_1, "val_scenes": AT_LEAST_1, "points_per_scene": AT_LEAST_1,
+            "crop_points": AT_LEAST_1, "steps": AT_LEAST_1, "lr": POSITIVE, "noise": NON_NEGATIVE,
+            "val_crops": AT_LEAST_1, "seed": NON_NEGATIVE})
+
     def to_dict(self) -> dict:
         return asdict(self)
 

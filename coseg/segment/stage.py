@@ -50,14 +50,21 @@ def _load_run(run_dir: Path):
 
 
 def segment(run_dir: str | Path, config: SegmentConfig | None = None, stop_event=None,
-            resume: bool = False) -> Iterator[dict]:
+            resume: bool = False, overwrite: bool = False) -> Iterator[dict]:
     """Train the segmentation field of a built run; yields progress records.
+
+    ``segmented.ply`` and ``segmentation.npz`` are written only when the stage
+    completes; a stopped stage keeps its checkpoint (and any earlier result).
 
     Args:
         run_dir: a run folder with gaussians.ply and a scene reference.
-        config: stage settings (default `SegmentConfig()`).
+        config: stage settings (default `SegmentConfig()`; on resume the run's
+            recorded settings are used).
         stop_event: object with ``is_set()``; when set, the stage checkpoints and stops.
-        resume: continue from the stage's last checkpoint.
+        resume: continue from the stage's last checkpoint (a completed stage
+            yields its "done" record and writes nothing).
+        overwrite: start afresh over an earlier segmentation result or unfinished
+            stage (kept in ``previous/`` until the new result is complete).
 
     Yields:
         dicts with at least ``stage``; training records add iteration, loss,
@@ -65,13 +72,14 @@ def segment(run_dir: str | Path, config: SegmentConfig | None = None, stop_event
     """
     config = config or SegmentConfig()
     run, scene, gaussians = _load_run(Path(run_dir))
-    cams = scene.train_cameras
-    if len(cams) < 2:
-        raise InputError(f"{scene.root}: fewer than 2 training views")
-    sizes = sorted({(c.width, c.height) for c in cams})
-    if len(sizes) > 1:
-        raise InputError(f"{scene.root}: training images have mixed sizes ({', '.join(f'{w}x{h}' for w, h in sizes)}); "
-                         "the segmentation stage needs one size (use the reader's downscale or resize them)")
+    check_segmentation_scene(scene)
+    start_as = run.start_stage("segmentation", overwrite=overwrite, resume=resume)
+    if start_as == "complete":
+        yield {"stage": "done", **run.read_metrics()["segmentation"]}
+        return
+    if start_as == "resume":
+        config = SegmentConfig.from_dict(run.read_config().get("segmentation") or config.to_dict())
+        log.info("resuming the segmentation of %s with its recorded settings", run.path)
     run.update_config("segmentation", config.to_dict())
     if config.field == "label-vote":
         from coseg.segment.vote import vote_stage
@@ -83,10 +91,12 @@ def segment(run_dir: str | Path, config: SegmentConfig | None = None, stop_event
     for rec in model.prepare():
         yield rec
         if stop_event is not None and stop_event.is_set():
+            run.update_metrics("segmentation", {"completed": False, "iteration": 0,
+                                                "iterations": config.iterations}, replace=True)
             yield {"stage": "stopped", "iteration": 0}
             return
     prepare_s = time.perf_counter() - t_start
-    start_it = model.load_checkpoint() if resume else 0
+    start_it = model.load_checkpoint() if start_as == "resume" else 0
     t_train = time.perf_counter()
     it = start_it
     for it in range(start_it + 1, config.iterations + 1):
@@ -99,6 +109,8 @@ def segment(run_dir: str | Path, config: SegmentConfig | None = None, stop_event
                    "elapsed_s": elapsed}
         if stop_event is not None and stop_event.is_set():
             model.save_checkpoint(it)
+            run.update_metrics("segmentation", {"completed": False, "iteration": it,
+                                                "iterations": config.iterations}, replace=True)
             yield {"stage": "stopped", "iteration": it}
             return
         if it % config.checkpoint_every == 0:
@@ -106,14 +118,26 @@ def segment(run_dir: str | Path, config: SegmentConfig | None = None, stop_event
     train_s = time.perf_counter() - t_train
     model.save_checkpoint(it)
     yield {"stage": "infer"}
-    summary = model.write_outputs()
     from coseg.building.trainer import peak_rss_mb
 
-    summary.update(prepare_s=round(prepare_s, 2), train_s=round(train_s, 2),
-                   segmentation_total_s=round(time.perf_counter() - t_start, 2),
-                   peak_rss_mb=round(peak_rss_mb(), 1))
-    run.update_metrics("segmentation", summary)
-    yield {"stage": "done", **summary}
+    with run.writing_results("segmentation") as result:
+        summary = model.write_outputs(result.dir)
+        summary.update(prepare_s=round(prepare_s, 2), train_s=round(train_s, 2),
+                       segmentation_total_s=round(time.perf_counter() - t_start, 2),
+                       peak_rss_mb=round(peak_rss_mb(), 1))
+        result.metrics = summary
+    yield {"stage": "done", **summary, "completed": True}
+
+
+def check_segmentation_scene(scene) -> None:
+    """Raise InputError unless the scene has >= 2 training views of one size."""
+    cams = scene.train_cameras
+    if len(cams) < 2:
+        raise InputError(f"{scene.root}: fewer than 2 training views")
+    sizes = sorted({(c.width, c.height) for c in cams})
+    if len(sizes) > 1:
+        raise InputError(f"{scene.root}: training images have mixed sizes ({', '.join(f'{w}x{h}' for w, h in sizes)}); "
+                         "the segmentation stage needs one size (use the reader's downscale or resize them)")
 
 
 def require_segmented(run_dir: Path) -> Path:

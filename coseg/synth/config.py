@@ -6,6 +6,7 @@ import re
 from dataclasses import asdict, dataclass, field
 
 from coseg.errors import InputError
+from coseg.settings import NON_NEGATIVE, check_settings
 from coseg.synth.labels import LabelNoiseConfig
 
 KINDS = ("room", "object")
@@ -41,7 +42,8 @@ class SynthConfig:
     """Strengths of the simulated zero-shot label errors."""
 
     def validate(self) -> None:
-        """Raise InputError naming the first bad setting."""
+        """Raise InputError naming the first bad setting (types first, then the meaningful ranges)."""
+        check_settings(self, "synth", {"seed": NON_NEGATIVE})
         if self.kind not in KINDS:
             raise InputError(f"--kind {self.kind!r}: choose one of {', '.join(KINDS)}")
         if self.views < 2:

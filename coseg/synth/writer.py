@@ -20,8 +20,9 @@ from typing import Iterator
 import numpy as np
 
 from coseg.errors import InputError
-from coseg.io.atomic import write_bytes_atomic, write_json_atomic
+from coseg.io.atomic import current_umask, write_bytes_atomic, write_json_atomic
 from coseg.io.images import write_png
+from coseg.io.safety import os_errors
 from coseg.synth.cameras import View, opengl_c2w
 from coseg.synth.raycast import Render
 
@@ -47,9 +48,11 @@ def staging(out: Path, force: bool) -> Iterator[Path]:
     """A temporary folder that becomes `out` when the block exits cleanly."""
     out = Path(out).absolute()
     check_target(out, force)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    with os_errors(out, "cannot create the scene folder"):
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
     try:
+        os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes it 0700; the scene folder follows the umask
         yield tmp
         check_target(out, force)
         if out.exists():

@@ -1,0 +1,292 @@
+"""The stages of `coseg run` (build -> segment -> eval), planned and checked before any starts.
+
+A `Pipeline` turns a `PipelineRequest` into a plan: the `STAGES` it asks for,
+in order. `check()` validates every input the planned stages need (the scene
+and its labels readable, the options valid, the output folder allowed and in
+the right state) before the first stage starts, so a bad label map fails in
+a second, not after a half-hour build. `run()` then drives each stage's
+generator and stops at the first stage that is stopped: a later stage never
+runs on a partial result (docs/data-safety.md).
+
+`coseg build`, `coseg segment` and `coseg run` are pipelines over one, two or
+all of the stages. A new stage (camera poses of a photo folder, zero-shot
+labels of a scene without any) is one more `Stage` in `STAGES`: its
+``wanted`` says whether the request needs it, ``check`` validates its inputs,
+``run`` yields its progress records; ``section`` names its result in the run
+folder (`coseg.run.STAGE_FILES`), from which ``done`` follows.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+from coseg.errors import InputError
+from coseg.run import STAGE_FILES, RunDir
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PipelineRequest:
+    """What a command asks the pipeline for."""
+
+    out: Path
+    """The run folder (created by the build stage, else it must hold a run)."""
+    scene: Path | None = None
+    """The scene folder; None: the one the run records."""
+    build: Any = None
+    """`coseg.building.BuildConfig` of the build stage (None: defaults)."""
+    segment: Any = None
+    """`coseg.segment.config.SegmentConfig` of the segment stage (None: defaults)."""
+    import_ply: Path | None = None
+    """Build by importing this trained 3DGS .ply instead of training."""
+    overwrite: bool = False
+    """Run every planned stage afresh, replacing its result (kept in RUN/previous/)."""
+    resume: bool = False
+    """Continue stages from their checkpoints."""
+    strict_resume: bool = True
+    """With `resume`: a stage with nothing to resume is an error and a completed stage
+    reports its result (one command, one stage). False (`coseg run --resume`): completed
+    stages are skipped and stages never started start fresh."""
+    backend: str = "auto"
+    """Render backend of the eval stage."""
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One step of a pipeline (see the module docstring)."""
+
+    name: str
+    """Shown to the user and used in `Pipeline` stage lists: "build", "segment", "eval"."""
+    section: str | None
+    """Its result's `coseg.run.STAGE_FILES` key and config/metrics section (None: no result file)."""
+    wanted: Callable[["Pipeline"], bool]
+    """Whether the request needs this stage at all."""
+    check: Callable[["Pipeline"], None]
+    """Validate this stage's inputs and options; raise a one-line `coseg.errors.CosegError`."""
+    run: Callable[["Pipeline", Any, str], Iterator[dict]]
+    """(pipeline, stop event, mode "fresh" | "resume") -> progress records."""
+    outcome: Callable[[dict], str | None]
+    """"done" / "stopped" for a stage's last record, else None."""
+
+    def done(self, run: RunDir) -> bool:
+        return self.section is not None and run.config_path.exists() and run.stage_completed(self.section)
+
+
+@dataclass
+class Pipeline:
+    """A request and the stages it runs (see the module docstring)."""
+
+    request: PipelineRequest
+    stages: Sequence[str] = ("build", "segment", "eval")
+    """Names of `STAGES` this command may run, in order."""
+    scene: Any = None
+    """The `coseg.scene.Scene`, read by `check`."""
+    run_dir: RunDir | None = None
+    """The run, opened or created by `start`."""
+    planned: list[Stage] = field(default_factory=list)
+    """The stages `check` planned, in order."""
+
+    def plan(self) -> list[Stage]:
+        """The stages that will run, in order.
+
+        Resuming leniently drops the leading stages that have completed; once
+        one stage runs, every later one runs too (its inputs may change).
+        """
+        run = RunDir(self.request.out)
+        wanted = [STAGES[name] for name in self.stages if STAGES[name].wanted(self)]
+        if self.request.resume and not self.request.strict_resume:
+            while wanted and wanted[0].done(run):
+                log.info("%s: the %s stage has completed; skipping it", run.path, wanted[0].name)
+                wanted.pop(0)
+        self.planned = wanted
+        return wanted
+
+    def check(self) -> None:
+        """Validate everything the planned stages need before any starts (one-line errors)."""
+        from coseg.readers import read_scene
+
+        req = self.request
+        planned = self.plan()
+        out = Path(req.out)
+        has_run = (out / "config.json").exists()
+        builds = bool(planned) and planned[0].name == "build"
+        if has_run or not builds or (req.resume and req.strict_resume):
+            RunDir.open(out)  # format check, or "not a run folder"
+        scene_path = req.scene or (_recorded_scene(out) if has_run else None)
+        if scene_path is None and not (builds and req.import_ply):
+            raise InputError(f"{out / 'config.json'}: records no scene; pass SCENE")
+        if scene_path is not None:
+            self.scene = read_scene(Path(scene_path), downscale=self.downscale())
+        made_by_earlier: set[str] = set()
+        for stage in planned:
+            stage.check(self)
+            if has_run and stage.section is not None and stage.section not in made_by_earlier:
+                RunDir(out).check_stage_start(stage.section, overwrite=req.overwrite,
+                                              resume=self.mode(stage, RunDir(out)) == "resume")
+            if stage.section is not None:
+                made_by_earlier.update(STAGE_FILES[stage.section].derived)
+
+    def downscale(self) -> int:
+        """The run's recorded image downscale, or the build settings' for a new run."""
+        if (Path(self.request.out) / "config.json").exists():
+            return int((RunDir.open(self.request.out).read_config().get("scene") or {}).get("downscale", 1))
+        return self.build_config().downscale
+
+    def build_config(self):
+        from coseg.building import BuildConfig
+
+        return self.request.build or BuildConfig()
+
+    def segment_config(self):
+        from coseg.segment.config import SegmentConfig
+
+        return self.request.segment or SegmentConfig()
+
+    def mode(self, stage: Stage, run: RunDir) -> str:
+        """"fresh" or "resume" for a planned stage of `run`."""
+        req = self.request
+        if not req.resume or stage.section is None:
+            return "fresh"
+        if req.strict_resume or stage.done(run) or run.checkpoints_of(stage.section):
+            return "resume"
+        return "fresh"
+
+    def start(self) -> RunDir:
+        """Open the run, or create it when the build stage makes it (after `check`)."""
+        req = self.request
+        root = self.scene.root if self.scene is not None else None
+        if not (Path(req.out) / "config.json").exists():
+            self.run_dir = RunDir.create(req.out, root, self.downscale())
+        elif req.overwrite:
+            self.run_dir = RunDir.create(req.out, root, self.downscale(), overwrite=True)
+        else:
+            self.run_dir = RunDir.open(req.out)
+        return self.run_dir
+
+    def run(self, stop=None) -> Iterator[tuple[Stage, dict]]:
+        """Run the planned stages in order; yields (stage, record). Ends after a stopped stage.
+
+        A failure before any stage wrote into a run folder `start` created
+        removes that folder again (nothing half-made is left).
+        """
+        run = self.run_dir or self.start()
+        try:
+            for stage in self.planned:
+                last: dict = {}
+                for rec in stage.run(self, stop, self.mode(stage, run)):
+                    last = rec
+                    yield stage, rec
+                if stage.outcome(last) != "done":
+                    return
+        except BaseException:
+            run.discard_if_unused()
+            raise
+
+
+def _recorded_scene(out: Path) -> str | None:
+    return (RunDir.open(out).read_config().get("scene") or {}).get("path")
+
+
+# ---------------------------------------------------------------- build
+def _check_build(p: Pipeline) -> None:
+    from coseg.building.trainer import check_training_scene
+    from coseg.io.safety import check_output, input_files, inputs_of, scene_inputs
+
+    req = p.request
+    protected = input_files([req.import_ply], "the .ply to import") if req.import_ply else inputs_of()
+    if p.scene is not None:
+        protected = protected | scene_inputs(p.scene) | inputs_of(p.scene.root)
+    check_output(req.out, protected, "--out", kind="folder")
+    if req.import_ply is not None:
+        _check_import(Path(req.import_ply))
+    elif p.scene is not None:
+        check_training_scene(p.scene)
+    if not req.resume:
+        RunDir(req.out).check_creatable(p.scene.root if p.scene is not None else None, p.downscale(),
+                                        overwrite=req.overwrite)
+
+
+def _check_import(path: Path) -> None:
+    from coseg.io.ply import read_gaussians_ply
+
+    if not path.is_file():
+        raise InputError(f"{path}: file not found")
+    if not len(read_gaussians_ply(path)):
+        raise InputError(f"{path}: holds no Gaussians")
+
+
+def _run_build(p: Pipeline, stop, mode: str) -> Iterator[dict]:
+    from coseg.building import import_ply, train
+
+    req = p.request
+    if req.import_ply is not None:
+        g = import_ply(req.import_ply, p.run_dir, overwrite=req.overwrite)
+        yield {"event": "done", "imported": len(g), "summary": {"num_gaussians": len(g)}}
+        return
+    yield from train(p.scene, p.build_config(), p.run_dir, stop, resume=mode == "resume",
+                     overwrite=req.overwrite)
+
+
+def _build_outcome(rec: dict) -> str | None:
+    return rec.get("event") if rec.get("event") in ("done", "stopped") else None
+
+
+# ---------------------------------------------------------------- segment
+def _check_segment(p: Pipeline) -> None:
+    from coseg.segment.prepare import collect_labels
+    from coseg.segment.stage import check_segmentation_scene
+
+    config = p.segment_config()
+    check_segmentation_scene(p.scene)
+    if "labels" not in {s.name for s in p.planned}:  # a labels stage would make them
+        collect_labels(p.scene, p.scene.train_cameras)
+    if config.dino_weights is not None and not Path(config.dino_weights).is_file():
+        raise InputError(f"--dino-weights {config.dino_weights}: file not found")
+    if config.spatial_weights not in ("shipped", "random") and not Path(config.spatial_weights).is_file():
+        raise InputError(f"--spatial-weights {config.spatial_weights}: not \"shipped\", \"random\" or a file")
+    if "build" not in {s.name for s in p.planned} and not (Path(p.request.out) / "gaussians.ply").is_file():
+        raise InputError(f"{p.request.out}: has no gaussians.ply — run the building stage first "
+                         f"(coseg build SCENE --out {p.request.out}, or coseg build --resume {p.request.out})")
+
+
+def _run_segment(p: Pipeline, stop, mode: str) -> Iterator[dict]:
+    from coseg.segment.stage import segment
+
+    yield from segment(p.run_dir.path, p.segment_config(), stop, resume=mode == "resume",
+                       overwrite=p.request.overwrite)
+
+
+def _segment_outcome(rec: dict) -> str | None:
+    return rec.get("stage") if rec.get("stage") in ("done", "stopped") else None
+
+
+# ---------------------------------------------------------------- eval
+def evaluate_run(run: RunDir, scene, backend: str = "auto") -> dict[str, dict[str, Any]]:
+    """Every metrics section that applies to the run, merged into metrics.json."""
+    from coseg.building.evaluate import METRIC_SECTIONS, load_extensions
+
+    load_extensions()
+    results: dict[str, dict[str, Any]] = {}
+    for section, evaluate in METRIC_SECTIONS.items():
+        values = evaluate(run, scene, backend)
+        if values is not None:
+            run.update_metrics(section, values)
+            results[section] = values
+    return results
+
+
+def _run_eval(p: Pipeline, stop, mode: str) -> Iterator[dict]:
+    yield {"stage": "eval", "results": evaluate_run(p.run_dir, p.scene, p.request.backend)}
+
+
+STAGES: dict[str, Stage] = {
+    "build": Stage("build", "building", lambda p: True, _check_build, _run_build, _build_outcome),
+    "segment": Stage("segment", "segmentation", lambda p: True, _check_segment, _run_segment, _segment_outcome),
+    "eval": Stage("eval", None, lambda p: True, lambda p: None, _run_eval, lambda rec: "done"),
+}
+"""Every stage a pipeline may run, by name (a command picks its list, in this order)."""
+
