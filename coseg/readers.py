@@ -105,10 +105,16 @@ def resolve_image(base: Path, rel: str, where: str) -> Path:
             an extension (NeRF `file_path`).
         where: what refers to the image, for the error message.
     """
-    path = base / rel
-    if path.is_file():
-        return path
-    if path.suffix not in IMAGE_EXTS:
+    try:
+        path = base / rel
+        if path.is_file():
+            return path
+        suffix = path.suffix
+    except ValueError:  # a NUL byte or an empty name: not a file name at all
+        raise InputError(f"{base}: {rel!r} is not an image file name (referenced by {where})") from None
+    if not path.name:
+        raise InputError(f"{path}: not an image file name (referenced by {where})")
+    if suffix not in IMAGE_EXTS:
         for ext in IMAGE_EXTS:
             candidate = path.with_name(path.name + ext)
             if candidate.is_file():

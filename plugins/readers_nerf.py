@@ -94,9 +94,18 @@ def _intrinsics(meta: dict, frame: dict, image: Path, where: str) -> tuple[int, 
         if value is None:
             return None
         try:
-            return float(value)
-        except (TypeError, ValueError) as e:
+            number = float(value)
+        except (TypeError, ValueError, OverflowError) as e:
             raise InputError(f"{where}: {key} is not a number ({value!r})") from e
+        if not math.isfinite(number):
+            raise InputError(f"{where}: {key} is not a finite number ({value!r})")
+        return number
+
+    def angle(key):
+        value = get(key)
+        if value is not None and not 0.0 < value < math.pi:
+            raise InputError(f"{where}: {key} {value!r} is not a field of view in radians (0 < angle < pi)")
+        return value
 
     model = str(frame.get("camera_model", meta.get("camera_model", "PINHOLE"))).upper()
     if model not in _PINHOLE_MODELS:
@@ -109,15 +118,17 @@ def _intrinsics(meta: dict, frame: dict, image: Path, where: str) -> tuple[int, 
     w, h = get("w"), get("h")
     if w is None or h is None:
         width, height = image_size(image)
-    else:
+    elif w >= 1 and h >= 1 and w == int(w) and h == int(h):
         width, height = int(w), int(h)
+    else:
+        raise InputError(f"{where}: w, h = {w:g}, {h:g} is not an image size in pixels")
     source = frame if any(k in frame for k in ("fl_x", "camera_angle_x")) else meta
-    if "fl_x" in source:
+    if source.get("fl_x") is not None:
         fx = get("fl_x")
         fy = get("fl_y") or fx
-    elif "camera_angle_x" in source:
-        fx = 0.5 * width / math.tan(0.5 * get("camera_angle_x"))
-        angle_y = get("camera_angle_y")
+    elif source.get("camera_angle_x") is not None:
+        fx = 0.5 * width / math.tan(0.5 * angle("camera_angle_x"))
+        angle_y = angle("camera_angle_y")
         fy = 0.5 * height / math.tan(0.5 * angle_y) if angle_y else fx
     else:
         raise InputError(f"{where}: no intrinsics (expected camera_angle_x or fl_x)")

@@ -62,19 +62,28 @@ def test_autosaved_edits_that_no_longer_fit_are_refused_with_a_message(make_main
     win.doc.select([2])
     win.editor.delete()
     auto = autosave_path(run.path)
-    assert load_project(auto).ops == [{"op": "delete", "segments": [2]}]
+    edits = load_project(auto).ops
+    assert len(edits) == 1 and edits[0]["op"] == "delete"
     win.close()
     write_gaussians_ply(_model(segments=(0, 1)), run.path / "segmented.ply")  # segmented again: no segment 2
-    warnings = []
-    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.Yes)
+    warnings, asked = [], []
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: asked.append(a[2]) or QMessageBox.Yes)
     monkeypatch.setattr(QMessageBox, "warning", lambda *a, **k: warnings.append(a[2]))
     other = make_main_window()
     assert other.open_path(run.path)
-    assert len(warnings) == 1 and "segment 2" in warnings[0] and "Nothing was restored" in warnings[0]
+    assert not asked and len(warnings) == 1
+    assert "segmented again" in warnings[0] and "Nothing was restored" in warnings[0]
     assert other.doc.edits.ops == [] and other.doc.segment_ids() == [0, 1]
     assert not auto.exists()
     (kept,) = auto.parent.glob(f"{auto.stem}.unrestored-*")
-    assert load_project(kept).ops == [{"op": "delete", "segments": [2]}]  # the edits are not lost
+    assert load_project(kept).ops == edits  # the edits are not lost
+    # the same model again: its autosave is offered as before
+    other.doc.select([1])
+    other.editor.delete()
+    other.close()
+    third = make_main_window()
+    assert third.open_path(run.path) and len(asked) == 1 and len(warnings) == 1
+    assert len(third.doc.edits.ops) == 1
 
 
 def test_an_empty_ply_opens_with_a_message(make_main_window, tmp_path, monkeypatch):

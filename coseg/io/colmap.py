@@ -74,8 +74,14 @@ class ColmapModel:
 
 
 def qvec_to_rotmat(q: np.ndarray) -> np.ndarray:
-    """[4] quaternion (w, x, y, z), normalised here -> [3, 3] rotation matrix."""
-    w, x, y, z = np.asarray(q, np.float64) / np.linalg.norm(q)
+    """[4] quaternion (w, x, y, z), normalised here -> [3, 3] rotation matrix (NaN for a zero or non-finite
+    quaternion: the pose check of the reader then rejects it)."""
+    q = np.asarray(q, np.float64)
+    scale = np.abs(q).max() if np.isfinite(q).all() else 0.0
+    if not scale > 0.0:
+        return np.full((3, 3), np.nan)
+    q = q / scale  # no overflow in the norm of a huge quaternion
+    w, x, y, z = q / np.linalg.norm(q)
     return np.array([
         [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
         [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
