@@ -96,7 +96,7 @@ def oracle_row(run: Path, name: str) -> dict:
     t0 = time.perf_counter()
     gaussians = read_gaussians_ply(rundir.gaussians_path)
     result = vote_labels(_GroundTruthAsLabels(scene), scene.train_cameras, gaussians, SegmentConfig.attendance_tau)
-    write_segment_outputs(rundir.path, scene, gaussians, result["kept"], result["labels"].class_ids, result["votes"],
+    write_segment_outputs(rundir, scene, gaussians, result["kept"], result["labels"].class_ids, result["votes"],
                           {}, "gt-vote")
     seconds = time.perf_counter() - t0
     ev = evaluate_segmentation(row, scene)

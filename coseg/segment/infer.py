@@ -70,14 +70,14 @@ def fill_from_nearest(values: np.ndarray, xyz: np.ndarray, have: np.ndarray) -> 
 
 def write_segmentation(model, out_dir: Path) -> dict:
     """Write segmentation.npz and segmented.ply of a trained model; returns the metrics summary."""
-    return write_segment_outputs(out_dir, model.scene, model.gaussians, model.kept, model.labels.class_ids,
-                                 gaussian_logits(model), model.info, model.config.field)
+    return write_segment_outputs(model.run, model.scene, model.gaussians, model.kept, model.labels.class_ids,
+                                 gaussian_logits(model), model.info, model.config.field, out_dir)
 
 
-def write_segment_outputs(out_dir: Path, scene, gaussians, kept: np.ndarray, class_ids: np.ndarray,
-                          logits: np.ndarray, info: dict, field: str) -> dict:
+def write_segment_outputs(run, scene, gaussians, kept: np.ndarray, class_ids: np.ndarray, logits: np.ndarray,
+                          info: dict, field: str, out_dir: Path | None = None) -> dict:
     """Write segmentation.npz (logits [N_kept, C], kept, class ids) and segmented.ply into `out_dir`
-    (the staging folder of `RunDir.writing_results`).
+    (the staging folder of `RunDir.writing_results`; default the run folder itself).
 
     `gaussians` are in the run's working frame; segmented.ply is written in the input's frame.
 
@@ -87,8 +87,9 @@ def write_segment_outputs(out_dir: Path, scene, gaussians, kept: np.ndarray, cla
     from coseg.io.atomic import atomic_open
     from coseg.io.ply import write_gaussians_ply
 
+    out_dir = Path(run.path if out_dir is None else out_dir)
     segments = class_ids[np.argmax(logits, axis=1)].astype(np.int32)
-    with atomic_open(Path(out_dir) / "segmentation.npz", "wb") as f:
+    with atomic_open(out_dir / "segmentation.npz", "wb") as f:
         buf = io.BytesIO()
         np.savez(buf, logits=logits, kept=kept.astype(np.int64), class_ids=class_ids)
         f.write(buf.getvalue())
@@ -96,7 +97,7 @@ def write_segment_outputs(out_dir: Path, scene, gaussians, kept: np.ndarray, cla
 
     segmented = to_input_frame(run, gaussians.subset(kept))
     segmented.segments = segments
-    write_gaussians_ply(segmented, Path(out_dir) / "segmented.ply")
+    write_gaussians_ply(segmented, out_dir / "segmented.ply")
     ids, counts = np.unique(segments, return_counts=True)
     names = scene.classes
     summary = dict(info)

@@ -101,8 +101,8 @@ def vote_stage(run, scene, gaussians, config) -> Iterator[dict]:
             "unproject_s": round(result["unproject_s"], 2)}
     yield {"stage": "infer"}
     with run.writing_results("segmentation") as out:
-        summary = write_segment_outputs(out.dir, scene, gaussians, result["kept"], labels.class_ids,
-                                        result["votes"], info, "label-vote")
+        summary = write_segment_outputs(run, scene, gaussians, result["kept"], labels.class_ids,
+                                        result["votes"], info, "label-vote", out.dir)
         summary.update(prepare_s=round(time.perf_counter() - t0, 2), train_s=0.0,
                        segmentation_total_s=round(time.perf_counter() - t0, 2), peak_rss_mb=round(peak_rss_mb(), 1))
         out.metrics = summary
