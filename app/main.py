@@ -31,7 +31,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--upsample", type=int, default=None, metavar="N",
                    help="with --benchmark: replace the opened model by N jittered copies of its Gaussians "
                         "(a trained scene's size distribution at N Gaussians, see app.benchmark)")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    for name, value in (("--frames", args.frames), ("--upsample", args.upsample), ("--camera", args.camera)):
+        if value is not None and value < (0 if name == "--camera" else 1):
+            raise SystemExit(f"coseg-studio: {name} {value}: must be >= {0 if name == '--camera' else 1}")
+    if args.path and args.path.startswith("random:"):
+        _random_count(args.path)
+    return args
 
 
 def _size(text: str | None) -> tuple[int, int] | None:
@@ -41,14 +47,26 @@ def _size(text: str | None) -> tuple[int, int] | None:
         w, h = (int(v) for v in text.lower().split("x"))
     except ValueError:
         raise SystemExit(f"coseg-studio: --size must look like 1280x720, got {text!r}") from None
+    if not (16 <= w <= 16384 and 16 <= h <= 16384):
+        raise SystemExit(f"coseg-studio: --size {text}: width and height must be 16..16384 pixels")
     return w, h
+
+
+def _random_count(path: str) -> int:
+    try:
+        n = int(path.split(":", 1)[1])
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise SystemExit(f"coseg-studio: {path}: expected random:N with N >= 1 Gaussians")
+    return n
 
 
 def _open(win, path: str) -> bool:
     if path.startswith("random:"):
         from app.loading import random_model
 
-        win.set_loaded(random_model(int(path.split(":", 1)[1])))
+        win.set_loaded(random_model(_random_count(path)))
         return True
     return win.open_path(path)
 
@@ -104,18 +122,29 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _screenshot(win, app, args, size) -> int:
+    from coseg.errors import CosegError
     from coseg.io.images import write_png
+    from coseg.io.safety import check_output, inputs_of, scene_inputs
 
-    if args.camera is not None and win.doc.loaded and win.doc.loaded.scene and not args.size:
-        cam = win.doc.loaded.scene.cameras[args.camera % len(win.doc.loaded.scene.cameras)]
+    loaded = win.doc.loaded
+    protected = inputs_of(None if args.path is None or args.path.startswith("random:") else args.path)
+    if loaded is not None and loaded.scene is not None:
+        protected = protected | scene_inputs(loaded.scene)
+    if args.camera is not None and loaded and loaded.scene and not args.size:
+        cam = loaded.scene.cameras[args.camera % len(loaded.scene.cameras)]
         size = (cam.width, cam.height)
     # One synchronous exact sort for this view before the frame is drawn.
     from coseg.sort import depth_order
 
-    win.canvas.set_current()
-    win.canvas.renderer.set_order(depth_order(win.doc.gaussians.means, win.canvas.camera.viewmat()))
-    img = win.canvas.render_image(size)
-    write_png(Path(args.screenshot), img)
+    try:
+        check_output(args.screenshot, protected, "--screenshot", kind="file")  # never over an input
+        win.canvas.set_current()
+        win.canvas.renderer.set_order(depth_order(win.doc.gaussians.means, win.canvas.camera.viewmat()))
+        write_png(Path(args.screenshot), win.canvas.render_image(size))
+    except CosegError as e:  # refused, read-only, no space, a folder in the way: one line
+        win.show_error("Cannot write the screenshot", str(e))
+        win.close()
+        return 1
     log.info("wrote %s (%dx%d, %s) %.2f s after start", args.screenshot, size[0], size[1], args.mode,
              time.perf_counter() - _START)
     win.close()

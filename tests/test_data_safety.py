@@ -386,3 +386,17 @@ esac
     ran = calls.read_text().splitlines()
     assert ran[1] == f"build --resume {tmp_path / 'demo' / 'run'}" and [c.split()[0] for c in ran[2:]] == \
         ["segment", "eval", "render"]
+
+
+def test_numeric_edit_and_studio_options_are_checked(tmp_path, capsys):
+    from app.main import parse_args
+
+    seg = _segmented_ply(tmp_path)
+    for args, needle in ((["--split", "0", "-1"], "--split 0 -1: the radius must be positive"),
+                         (["--select", "sphere:0,0,0,0", "--assign", "new"], "the radius must be positive")):
+        rc, err = _cli(capsys, "edit", seg, *args, "--out", tmp_path / "o.ply")
+        assert rc == 1 and needle in _one_line(err)
+    for argv, needle in ((["random:0"], "random:0"), (["random:abc"], "random:abc"), (["--frames", "0"], "--frames 0"),
+                         (["--upsample", "-5"], "--upsample -5"), (["--camera", "-1"], "--camera -1")):
+        with pytest.raises(SystemExit, match=needle):
+            parse_args(argv)

@@ -14,15 +14,9 @@ from coseg.edit.project import autosave_path, load_project
 from coseg.gaussians import Gaussians
 from coseg.io.ply import write_gaussians_ply, write_vertices
 from coseg.run import RunDir
+from tests.test_studio_files import _model
 
 pytestmark = pytest.mark.gui
-
-
-def _model(n=90, segments=(0, 1, 2)) -> Gaussians:
-    rng = np.random.default_rng(0)
-    g = Gaussians.from_points(rng.uniform(-1, 1, (n, 3)), rng.uniform(0.2, 1, (n, 3)), scale=0.15, opacity=0.9)
-    g.segments = np.array([segments[i % len(segments)] for i in range(n)], np.int32)
-    return g
 
 
 @pytest.fixture
@@ -112,3 +106,13 @@ def test_nan_gaussians_are_dropped_and_the_viewport_is_not_black(make_main_windo
     assert len(win.doc.gaussians) == 90 - 10 and "10 Gaussians with NaN or inf values were dropped" in \
         win.note_label.text()
     assert win.canvas.render_image((64, 48)).max() > 0
+
+
+def test_a_screenshot_over_an_input_is_refused(qapp, run, capsys):
+    from app.main import main
+
+    before = (run.path / "segmented.ply").read_bytes()
+    assert main([str(run.path), "--screenshot", str(run.path / "segmented.ply"), "--size", "64x48"]) == 1
+    assert "refusing" in capsys.readouterr().err and (run.path / "segmented.ply").read_bytes() == before
+    with pytest.raises(SystemExit, match="--size 8x8"):
+        main([str(run.path), "--screenshot", str(run.path / "shot.png"), "--size", "8x8"])

@@ -155,6 +155,8 @@ def _selection(doc, current: np.ndarray, spec: str) -> np.ndarray:
         picked = np.isin(doc.segments, [_seg(v) for v in arg.split(",")])
     elif kind == "sphere":
         x, y, z, r = _floats(arg, 4, "--select sphere")
+        if r <= 0:
+            raise InputError(f"--select sphere:{arg}: the radius must be positive")
         picked = sel.in_sphere(g.means, (x, y, z), r)
     elif kind == "box":
         v = np.array(_floats(arg, 6, "--select box"))
@@ -215,6 +217,8 @@ def _apply(doc, op: str, vals: list[str], selected: np.ndarray, known: set[int])
         doc.merge(ids)
     elif op == "split":
         radius = _floats(vals[1], 1, "--split radius")[0] if len(vals) > 1 else None
+        if radius is not None and radius <= 0:
+            raise InputError(f"--split {vals[0]} {vals[1]}: the radius must be positive")
         doc.split(ids[0], radius)
     elif op == "rename":
         doc.rename(ids[0], vals[1])
