@@ -97,9 +97,10 @@ def _load_run(path: Path) -> LoadedModel:
     scene_path = _scene_path_of_run(path)
     if scene_path is not None:
         try:
-            from coseg.readers import read_scene
+            from coseg.readers import read_run_scene
+            from coseg.run import RunDir
 
-            scene = read_scene(scene_path)
+            scene = read_run_scene(RunDir(path))  # the cameras the run was built with
             classes = classes or scene.classes
         except (OSError, ValueError, InputError) as e:
             note += f" (scene not opened: {e})"

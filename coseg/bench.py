@@ -75,15 +75,14 @@ def random_inputs(w: Workload) -> dict:
 def run_inputs(run_dir: Path) -> tuple[Workload, dict]:
     """A trained run's Gaussians (RUN/gaussians.ply) and its first test camera."""
     from coseg.io.ply import read_gaussians_ply
-    from coseg.readers import read_scene
+    from coseg.readers import read_run_scene
     from coseg.render import camera_tensors, gaussian_tensors
     from coseg.run import RunDir
 
     run = RunDir.open(run_dir)
-    header = run.read_config().get("scene") or {}
-    if not header.get("path"):
+    if not (run.read_config().get("scene") or {}).get("path"):
         raise InputError(f"{run.config_path}: records no scene, so there is no camera to render")
-    scene = read_scene(Path(header["path"]), downscale=int(header.get("downscale", 1)))
+    scene = read_run_scene(run)
     cam = (scene.test_cameras or scene.cameras)[0]
     gaussians = read_gaussians_ply(run.gaussians_path)
     t = gaussian_tensors(gaussians)

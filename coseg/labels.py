@@ -184,8 +184,6 @@ def load_instance_masks(scene, dominant: DominantMaps | None, cameras=None, fold
     Returns:
         `LabelSet` with global ids 1..K and ``ignore_id`` 0.
     """
-    from coseg.io.images import read_id_map
-
     if dominant is None:
         raise InputError(f"{scene.root / folder}: instance masks are associated through the built "
                          "Gaussians; run the building stage first")
@@ -197,7 +195,7 @@ def load_instance_masks(scene, dominant: DominantMaps | None, cameras=None, fold
             missing.append(cam.name)
             continue
         names.append(cam.name)
-        masks.append(read_id_map(path, (cam.height, cam.width)))
+        masks.append(scene.load_id_map(cam, path, fill=0))  # undistorted and resized like the photo
         dom = dominant[cam.name] if isinstance(dominant, Mapping) else dominant(cam)
         doms.append(np.asarray(dom))
     if not masks:

@@ -53,6 +53,11 @@ class PipelineRequest:
     stages are skipped and stages never started start fresh."""
     backend: str = "auto"
     """Render backend of the eval stage."""
+    reading: Any = None
+    """`coseg.scene_settings.ReadSettings` for a run this request creates or overwrites
+    (None: defaults); an existing run reads its scene as its config.json records."""
+    cache: Path | None = None
+    """Folder for the scene's undistorted / resized pixels (None: RUN/cache/pixels)."""
 
 
 @dataclass(frozen=True)
@@ -107,8 +112,6 @@ class Pipeline:
 
     def check(self) -> None:
         """Validate everything the planned stages need before any starts (one-line errors)."""
-        from coseg.readers import read_scene
-
         req = self.request
         planned = self.plan()
         out = Path(req.out)
@@ -120,7 +123,7 @@ class Pipeline:
         if scene_path is None and not (builds and req.import_ply):
             raise InputError(f"{out / 'config.json'}: records no scene; pass SCENE")
         if scene_path is not None:
-            self.scene = read_scene(Path(scene_path), downscale=self.downscale())
+            self.scene = self._read_scene(Path(scene_path), recorded=has_run and not (builds and req.overwrite))
         made_by_earlier: set[str] = set()
         for stage in planned:
             stage.check(self)
@@ -130,11 +133,22 @@ class Pipeline:
             if stage.section is not None:
                 made_by_earlier.update(STAGE_FILES[stage.section].derived)
 
-    def downscale(self) -> int:
-        """The run's recorded image downscale, or the build settings' for a new run."""
-        if (Path(self.request.out) / "config.json").exists():
-            return int((RunDir.open(self.request.out).read_config().get("scene") or {}).get("downscale", 1))
-        return self.build_config().downscale
+    def _read_scene(self, path: Path, recorded: bool):
+        """The scene as the run records it (`recorded`), else with the request's settings."""
+        from coseg.readers import read_run_scene, read_scene
+
+        req = self.request
+        if recorded:
+            return read_run_scene(RunDir.open(req.out), req.scene)
+        cache = req.cache if req.cache is not None else Path(req.out) / "cache" / "pixels"
+        return read_scene(path, settings=req.reading, cache=cache)
+
+    def reading(self) -> dict[str, Any]:
+        """config.json's scene settings for a run this pipeline creates (`RunDir.create`)."""
+        if self.scene is None:
+            return {}
+        cache = self.request.cache
+        return {**self.scene.reading, "cache": None if cache is None else str(Path(cache).resolve())}
 
     def build_config(self):
         from coseg.building import BuildConfig
@@ -160,9 +174,9 @@ class Pipeline:
         req = self.request
         root = self.scene.root if self.scene is not None else None
         if not (Path(req.out) / "config.json").exists():
-            self.run_dir = RunDir.create(req.out, root, self.downscale())
+            self.run_dir = RunDir.create(req.out, root, reading=self.reading())
         elif req.overwrite:
-            self.run_dir = RunDir.create(req.out, root, self.downscale(), overwrite=True)
+            self.run_dir = RunDir.create(req.out, root, reading=self.reading(), overwrite=True)
         else:
             self.run_dir = RunDir.open(req.out)
         return self.run_dir
@@ -206,7 +220,8 @@ def _check_build(p: Pipeline) -> None:
     elif p.scene is not None:
         check_training_scene(p.scene)
     if not req.resume:
-        RunDir(req.out).check_creatable(p.scene.root if p.scene is not None else None, p.downscale(),
+        RunDir(req.out).check_creatable(p.scene.root if p.scene is not None else None,
+                                        p.scene.downscale if p.scene is not None else 1.0,
                                         overwrite=req.overwrite)
 
 

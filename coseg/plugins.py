@@ -10,7 +10,10 @@ is warned about and skipped, never fatal.
 
 What each kind's object must provide (checked on registration):
 
-- scene_reader: ``detect(path) -> bool`` and ``read(path, downscale=1) -> Scene``.
+- scene_reader: ``detect(path) -> bool`` and ``read(path) -> Scene`` with the photos'
+  own cameras (their size; a lens in ``Camera.distortion``; listed but absent
+  images in ``Scene.missing_images``). `coseg.readers.read_scene` then
+  undistorts and applies the working resolution for every format.
 - feature_extractor: ``extract(image) -> list[np.ndarray]`` (4 scales).
 - label_source: ``detect(path) -> bool`` and ``load(...)``.
 - render_backend: ``available() -> bool`` and ``rasterize(...)``.

@@ -5,8 +5,13 @@ recognises the folder (built-ins: ``colmap``, ``nerf``, ``replica``,
 ``scannet``; see docs/scene-formats.md) and lets the first that does read it.
 The helpers below are used by all built-in readers so that the optional
 files beside a scene (``labels/``, ``gt/``, ``depth/*.npy``, ``classes.json``,
-``points3d.ply``), split files (``train.txt`` / ``test.txt``) and downscaling
-behave the same for every format.
+``points3d.ply``), split files (``train.txt`` / ``test.txt``) and missing
+images behave the same for every format.
+
+Readers return the photos' own cameras (size, lens); `read_scene` then applies
+what every format shares (`coseg.scene_settings`): the missing-image policy,
+undistortion to pinhole cameras and the working resolution, as set by
+`ReadSettings`.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from typing import Sequence
 
 import numpy as np
 
+from coseg.scene_settings import ReadSettings, prepare_scene
 from coseg.errors import InputError
 from coseg.scene import IMAGE_EXTS, Camera, Scene, read_classes_json
 
@@ -44,31 +50,58 @@ def detect_format(path: Path) -> str:
     return matches[0]
 
 
-def read_scene(path: Path, downscale: int = 1, format: str | None = None) -> Scene:
-    """Read a scene folder into a `Scene`.
+def read_scene(path: Path, downscale: float | None = None, format: str | None = None,
+               settings: ReadSettings | None = None, cache: Path | None = None) -> Scene:
+    """Read a scene folder into a `Scene` of pinhole cameras at the working resolution.
 
     Args:
         path: the scene folder.
-        downscale: integer factor >= 1; cameras are scaled with
-            `Camera.scaled` and images/labels/depth are resized on load.
+        downscale: photo size / working size (>= 1, need not be an integer);
+            overrides ``settings.downscale``. None: `settings` decide (by
+            default the automatic working resolution).
         format: a scene reader name (e.g. "colmap") to skip detection.
+        settings: working resolution, undistortion and missing-image policy.
+        cache: folder for resampled pixels (None: resample on every load).
 
     Returns:
         The scene, cameras in the convention of `coseg.scene`.
     """
+    import dataclasses
+
     from coseg.plugins import registry
 
     path = _scene_dir(path)
-    check_downscale(downscale)
+    settings = settings or ReadSettings()
+    if downscale is not None:  # replace() checks the value (ReadSettings.__post_init__)
+        settings = dataclasses.replace(settings, downscale=downscale, resolution=None)
     name = format or detect_format(path)
     try:
         reader = registry().get("scene_reader", name)
     except KeyError as e:
         raise InputError(f"{path}: {e.args[0]}") from None
-    scene = reader.read(path, downscale=downscale)
+    scene = reader.read(path)
     if not isinstance(scene, Scene):
         raise InputError(f"{path}: scene reader {name!r} returned {type(scene).__name__}, not a Scene")
-    return scene
+    return prepare_scene(scene, settings, cache)
+
+
+def read_run_scene(run, scene_path: Path | None = None) -> Scene:
+    """The scene of a run, read the way config.json records (path, working resolution, ...).
+
+    Args:
+        run: a `coseg.run.RunDir`.
+        scene_path: read this folder instead of the recorded one (same settings).
+    """
+    header = run.read_config().get("scene") or {}
+    path = scene_path or header.get("path")
+    if not path:
+        raise InputError(f"{run.config_path}: records no scene; pass the scene folder")
+    try:
+        settings = ReadSettings.from_dict(header)
+    except (TypeError, ValueError) as e:
+        raise InputError(f"{run.config_path}: unreadable scene settings ({e})") from None
+    cache = Path(header["cache"]) if header.get("cache") else run.path / "cache" / "pixels"
+    return read_scene(Path(path), settings=settings, cache=cache)
 
 
 def _scene_dir(path) -> Path:
@@ -88,22 +121,18 @@ def _safe_detect(reader, path: Path) -> bool:
         return False
 
 
-def check_downscale(downscale) -> int:
-    """Validate an integer downscale factor >= 1 and return it."""
-    if isinstance(downscale, bool) or not isinstance(downscale, (int, np.integer)) or downscale < 1:
-        raise InputError(f"downscale must be an integer >= 1, got {downscale!r}")
-    return int(downscale)
-
-
 # ------------------------------------------------------------ frames
-def resolve_image(base: Path, rel: str, where: str) -> Path:
-    """The image file `rel` under `base`; a missing extension is searched for.
+def find_image(base: Path, rel: str, where: str) -> Path | None:
+    """The image file `rel` under `base`, or None when it does not exist.
 
     Args:
         base: folder `rel` is relative to.
         rel: relative path, possibly starting with "./" and possibly without
-            an extension (NeRF `file_path`).
-        where: what refers to the image, for the error message.
+            an extension (NeRF `file_path`; `IMAGE_EXTS` are tried in order).
+        where: what refers to the image, for the message when `rel` is no file name at all.
+
+    Raises:
+        InputError: `rel` is empty or holds a NUL byte.
     """
     try:
         path = base / rel
@@ -119,9 +148,7 @@ def resolve_image(base: Path, rel: str, where: str) -> Path:
             candidate = path.with_name(path.name + ext)
             if candidate.is_file():
                 return candidate
-        raise InputError(f"{path}: image not found (referenced by {where}; also tried "
-                         f"{', '.join(IMAGE_EXTS)})")
-    raise InputError(f"{path}: image not found (referenced by {where})")
+    return None
 
 
 def image_size(path: Path) -> tuple[int, int]:
@@ -241,25 +268,26 @@ def attach_optional_files(root: Path, cameras: Sequence[Camera]) -> None:
             cam.depth_path, cam.depth_scale = depth, 1.0
 
 
-def finish_scene(root: Path, fmt: str, cameras: list[Camera], downscale: int = 1,
+def finish_scene(root: Path, fmt: str, cameras: list[Camera],
                  points: tuple[np.ndarray, np.ndarray | None] | None = None,
-                 scene_type: type[Scene] = Scene, **scene_fields) -> Scene:
+                 scene_type: type[Scene] = Scene, missing: Sequence[Path] = (), **scene_fields) -> Scene:
     """Apply the steps shared by every reader and build the `Scene`.
 
     Attaches optional files, applies split files, reads `classes.json` and
-    `points3d.ply` (which wins over the format's own `points`), then scales
-    the cameras by `downscale`.
+    `points3d.ply` (which wins over the format's own `points`).
 
     Args:
         root: scene folder.
         fmt: reader name recorded in `Scene.format`.
-        cameras: full-resolution cameras with default splits assigned.
-        downscale: integer factor >= 1.
+        cameras: the photos' cameras (their size and lens) with default splits assigned.
         points: the format's own (xyz [P, 3], rgb [P, 3] or None) points, if any.
         scene_type: `Scene` or a subclass (a reader that needs custom loading).
+        missing: images the format's files list that do not exist (their views are left out).
         **scene_fields: further `Scene` fields (e.g. white_background).
     """
-    downscale = check_downscale(downscale)
+    if not cameras and missing:
+        raise InputError(f"{root}: none of the {len(missing)} images the scene lists exist "
+                         f"(first: {missing[0]})")
     if not cameras:
         raise InputError(f"{root}: the scene has no views")
     attach_optional_files(root, cameras)
@@ -274,9 +302,5 @@ def finish_scene(root: Path, fmt: str, cameras: list[Camera], downscale: int = 1
         ok = np.isfinite(xyz).all(axis=1)
         log.warning("%s: dropped %d of %d initial points with NaN or inf positions", root, int((~ok).sum()), len(ok))
         xyz, rgb = xyz[ok], None if rgb is None else rgb[ok]
-    scene = scene_type(root=root, format=fmt, cameras=[c.scaled(downscale) for c in cameras],
-                       classes=classes, points_xyz=xyz, points_rgb=rgb, downscale=downscale,
-                       **scene_fields)
-    log.info("read %s scene %s: %d views (%d train, %d test)", fmt, root, len(scene.cameras),
-             len(scene.train_cameras), len(scene.test_cameras))
-    return scene
+    return scene_type(root=root, format=fmt, cameras=list(cameras), classes=classes, points_xyz=xyz,
+                      points_rgb=rgb, missing_images=list(missing), **scene_fields)

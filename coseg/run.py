@@ -13,7 +13,8 @@ running a stage again needs ``overwrite`` and keeps what it replaces in
 result in place (`RunDir.start_stage`, `RunDir.writing_results`).
 
 Sections of ``config.json``: ``format_version``, ``coseg_version``,
-``created``, ``scene`` (path, downscale) and one section per stage
+``created``, ``scene`` (path and the settings it is read with:
+`coseg.scene_settings.ReadSettings`, optionally ``cache``) and one section per stage
 (``building``, ``segmentation``, ...). `RunDir.update_config` merges a section.
 """
 
@@ -24,6 +25,7 @@ import datetime
 import fcntl
 import json
 import logging
+import math
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -112,23 +114,27 @@ class RunDir:
     # ------------------------------------------------------------ life cycle
     @classmethod
     def create(cls, path: str | os.PathLike, scene_path: str | os.PathLike | None = None,
-               downscale: int = 1, overwrite: bool = False) -> "RunDir":
+               downscale: float = 1.0, overwrite: bool = False,
+               reading: dict[str, Any] | None = None) -> "RunDir":
         """Make a new run folder and write its config.json header (or reuse a run with `overwrite`).
 
         Args:
             path: folder to create; it may exist if empty.
             scene_path: the scene folder the run processes (None for a bare import).
-            downscale: integer image downscale the scene is read with.
+            downscale: working-resolution factor the scene is read with (see `reading`).
             overwrite: reuse a folder that already holds a run of the same scene and
-                downscale: its header and results stay until each stage replaces its
-                own (`start_stage`).
+                working resolution: its header and results stay until each stage replaces
+                its own (`start_stage`).
+            reading: the settings the scene is read with (`coseg.scene.Scene.reading`,
+                plus "cache" when not the run's own); they win over `downscale`.
 
         Raises:
             CosegError: a file or a non-empty non-run folder is in the way, the folder
                 holds a run and `overwrite` is False, or it holds a run of another scene.
         """
         run = cls(path)
-        run.check_creatable(scene_path, downscale, overwrite)
+        reading = {"downscale": float(downscale), **(reading or {})}
+        run.check_creatable(scene_path, reading["downscale"], overwrite)
         if run.config_path.exists():
             return cls.open(run.path)
         header = {
@@ -136,7 +142,7 @@ class RunDir:
             "coseg_version": __version__,
             "created": _now().isoformat(timespec="seconds"),
             "scene": {"path": None if scene_path is None else str(Path(scene_path).resolve()),
-                      "downscale": int(downscale)},
+                      **reading},
         }
         existed = run.path.is_dir()
         try:
@@ -149,7 +155,7 @@ class RunDir:
             raise
         return run
 
-    def check_creatable(self, scene_path: str | os.PathLike | None = None, downscale: int = 1,
+    def check_creatable(self, scene_path: str | os.PathLike | None = None, downscale: float = 1.0,
                         overwrite: bool = False) -> None:
         """Raise what `create` with these arguments would raise, changing nothing."""
         if self.path.exists() and not self.path.is_dir():
@@ -165,7 +171,7 @@ class RunDir:
         recorded = self.open(self.path).read_config().get("scene") or {}
         if scene_path is not None and recorded.get("path") is not None:
             new = str(Path(scene_path).resolve())
-            if new != recorded["path"] or int(downscale) != int(recorded.get("downscale", 1)):
+            if new != recorded["path"] or not math.isclose(float(downscale), float(recorded.get("downscale", 1))):
                 raise CosegError(
                     f"{self.path}: holds a run of {recorded['path']} at downscale {recorded.get('downscale', 1)}; "
                     f"--overwrite replaces stage results of the same scene and downscale only: "

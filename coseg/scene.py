@@ -10,8 +10,14 @@ Camera convention (one for the whole project, every reader converts to it):
   row j) is at continuous image coordinates (i + 0.5, j + 0.5), so a camera
   whose principal point is the image centre has cx = W / 2, cy = H / 2
   (the convention of COLMAP, gsplat and the official 3DGS rasteriser).
-- Downscaling by an integer factor s divides width, height, fx, fy, cx, cy by
-  s (exact for this pixel-centre convention).
+- Resizing an image from W x H to w x h multiplies fx and cx by w / W and fy
+  and cy by h / H (exact for this pixel-centre convention, for any factor).
+
+Readers record each photo's camera as it is (its size, and its lens as a
+`coseg.undistort.Distortion`); `coseg.readers.read_scene` turns every camera
+into the pinhole camera at the working resolution that the pipeline uses, with
+``source`` pointing at the photo's camera, and the Scene serves pixels in that
+camera (`coseg.resample`): undistorted and resized, from a cache.
 
 Images load as float32 [H, W, 3] in [0, 1]; label and GT maps as int32 [H, W];
 depth as float32 [H, W] metric z-depth (0 = unknown).
@@ -22,13 +28,19 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from coseg.errors import InputError
 
+if TYPE_CHECKING:
+    from coseg.undistort import Distortion
+
 Split = Literal["train", "test", "val"]
+
+VOID_ID = 255
+"""Label / GT id of pixels without a label (255 and 65535 are void everywhere)."""
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".JPG", ".JPEG", ".PNG", ".exr", ".tif", ".tiff")
 
@@ -54,6 +66,10 @@ class Camera:
     depth_path: Path | None = None
     depth_scale: float = 1.0
     """Metric depth = stored value * depth_scale (PNG depth in mm: 0.001)."""
+    distortion: "Distortion | None" = None
+    """Lens distortion of this camera's pixels; None for a pinhole (every camera a Scene serves)."""
+    source: "Camera | None" = None
+    """The photo's own camera (its size and lens) when this camera's pixels are resampled from it."""
 
     def __post_init__(self) -> None:
         self.world_to_camera = np.asarray(self.world_to_camera, np.float64)
@@ -81,18 +97,30 @@ class Camera:
         """[3] camera position in world coordinates."""
         return self.camera_to_world[:3, 3].copy()
 
-    def scaled(self, factor: int) -> "Camera":
-        """This camera with the image downscaled by an integer factor."""
-        if factor == 1:
+    def resized(self, width: int, height: int) -> "Camera":
+        """This (pinhole) camera with its image resized to `width` x `height` pixels.
+
+        The result's ``source`` is the photo's camera, so its pixels are resampled.
+        """
+        import dataclasses
+
+        if (width, height) == (self.width, self.height):
             return self
-        return Camera(
-            name=self.name, image_path=self.image_path,
-            width=self.width // factor, height=self.height // factor,
-            fx=self.fx / factor, fy=self.fy / factor, cx=self.cx / factor, cy=self.cy / factor,
-            world_to_camera=self.world_to_camera, split=self.split,
-            label_path=self.label_path, gt_path=self.gt_path, depth_path=self.depth_path,
-            depth_scale=self.depth_scale,
-        )
+        if self.distortion is not None:
+            raise ValueError(f"{self.name}: undistort a camera before resizing it")
+        sx, sy = width / self.width, height / self.height
+        return dataclasses.replace(self, width=int(width), height=int(height), fx=self.fx * sx,
+                                   fy=self.fy * sy, cx=self.cx * sx, cy=self.cy * sy,
+                                   source=self.source if self.source is not None else self)
+
+    def scaled(self, factor: float) -> "Camera":
+        """This camera with the image downscaled by `factor` >= 1 (see `working_size`)."""
+        return self.resized(working_size(self.width, factor), working_size(self.height, factor))
+
+
+def working_size(pixels: int, factor: float) -> int:
+    """Image side of `pixels` downscaled by `factor`, rounded to the nearest pixel (>= 1)."""
+    return max(1, int(np.floor(pixels / factor + 0.5)))
 
 
 @dataclass
@@ -108,9 +136,15 @@ class Scene:
     """[P, 3] float32 initial points (points3d.ply or COLMAP points3D), or None."""
     points_rgb: np.ndarray | None = None
     """[P, 3] float32 colours in [0, 1] of the initial points, or None."""
-    downscale: int = 1
-    """Images, labels and depth are resized by this integer factor on load."""
+    downscale: float = 1.0
+    """Working resolution: photo size / served size (1 = the photos' own size)."""
     white_background: bool = False
+    cache_dir: Path | None = None
+    """Where resampled (undistorted, resized) pixels are cached; None = resample on every load."""
+    missing_images: list[Path] = field(default_factory=list)
+    """Images the scene's files list but that do not exist (their views were skipped)."""
+    reading: dict[str, Any] = field(default_factory=dict)
+    """The settings the scene was read with (`coseg.readers.ReadSettings`), for config.json."""
 
     # ------------------------------------------------------------ splits
     def split(self, name: Split) -> list[Camera]:
@@ -145,10 +179,20 @@ class Scene:
 
     # ------------------------------------------------------------ loading
     def load_image(self, cam: Camera) -> np.ndarray:
-        """[H, W, 3] float32 in [0, 1] at the camera's (downscaled) size."""
+        """[H, W, 3] float32 in [0, 1] at the camera's (working) size, undistorted."""
         from coseg.io.images import read_rgb
+        from coseg.resample import resample
 
-        return read_rgb(cam.image_path, (cam.height, cam.width), white_background=self.white_background)
+        size = None if cam.source is not None else (cam.height, cam.width)
+        return resample(cam, cam.image_path, "rgb",
+                        lambda p: read_rgb(p, size, white_background=self.white_background),
+                        cache_dir=self.cache_dir, extra_key=f"white={self.white_background}")
+
+    def load_valid_mask(self, cam: Camera) -> np.ndarray | None:
+        """[H, W] bool: pixels that see the photo (False on undistortion borders), or None when all do."""
+        from coseg.resample import valid_mask
+
+        return valid_mask(cam)
 
     def load_labels(self, cam: Camera) -> np.ndarray | None:
         """[H, W] int32 raw zero-shot label ids, or None when the view has none."""
@@ -163,15 +207,31 @@ class Scene:
         if cam.depth_path is None:
             return None
         from coseg.io.images import read_depth
+        from coseg.resample import resample
 
-        return read_depth(cam.depth_path, (cam.height, cam.width), self.downscale, cam.depth_scale)
+        size = None if cam.source is not None else (cam.height, cam.width)
+        return resample(cam, cam.depth_path, "depth", lambda p: read_depth(p, size, cam.depth_scale),
+                        fill=0.0, cache_dir=self.cache_dir, extra_key=f"scale={cam.depth_scale}")
+
+    def load_id_map(self, cam: Camera, path: Path, fill: int = VOID_ID) -> np.ndarray:
+        """[H, W] int32 map of ids at the photo's size (e.g. instance masks) as `cam` sees it.
+
+        Args:
+            cam: the view.
+            path: the map, at the photo's size (or already at the camera's size).
+            fill: id of pixels that see no part of the photo (undistortion borders).
+        """
+        from coseg.io.images import read_id_map
+        from coseg.resample import resample
+
+        size = None if cam.source is not None else (cam.height, cam.width)
+        return resample(cam, Path(path), "ids", lambda p: read_id_map(p, size), fill=fill,
+                        cache_dir=self.cache_dir)
 
     def _load_ids(self, cam: Camera, path: Path | None) -> np.ndarray | None:
         if path is None:
             return None
-        from coseg.io.images import read_id_map
-
-        ids = read_id_map(path, (cam.height, cam.width), self.downscale)
+        ids = self.load_id_map(cam, path)
         if self.classes:
             max_id = max(self.classes)
             bad = ids[(ids < 0) | (ids > max_id)]

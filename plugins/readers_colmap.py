@@ -1,8 +1,12 @@
 """Scene reader for COLMAP folders: `sparse/0/{cameras,images,points3D}.{bin,txt}` + `images/`.
 
-Only undistorted pinhole cameras (PINHOLE, SIMPLE_PINHOLE) are accepted;
-COLMAP's pose and pixel conventions are the project's, so poses are used as
-stored. Default split: views sorted by image name, every 8th (index % 8 == 0)
+Camera models: PINHOLE, SIMPLE_PINHOLE and the distorted SIMPLE_RADIAL,
+RADIAL, OPENCV, FULL_OPENCV, OPENCV_FISHEYE, SIMPLE_RADIAL_FISHEYE,
+RADIAL_FISHEYE (`coseg.io.colmap.camera_intrinsics`; the images are
+undistorted when loaded); other models are an error naming the model.
+Several cameras in one model are fine. COLMAP's pose and pixel conventions
+are the project's, so poses are used as stored. Registered images missing
+from `images/` are left out and reported (`coseg.scene_settings`). Default split: views sorted by image name, every 8th (index % 8 == 0)
 is test; `train.txt` / `test.txt` in the scene folder override it.
 points3D become the scene's initial points.
 """
@@ -12,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from coseg.errors import InputError
-from coseg.io.colmap import ColmapCamera, find_model_dir, read_model
+from coseg.io.colmap import camera_intrinsics, find_model_dir, read_model
 from coseg.readers import check_pose, every_nth_test, finish_scene
 from coseg.scene import Camera, Scene
 
@@ -26,7 +30,7 @@ class ColmapReader:
     def detect(self, path: Path) -> bool:
         return find_model_dir(Path(path)) is not None
 
-    def read(self, path: Path, downscale: int = 1) -> Scene:
+    def read(self, path: Path) -> Scene:
         root = Path(path)
         model_dir = find_model_dir(root)
         if model_dir is None:
@@ -35,35 +39,24 @@ class ColmapReader:
         image_dir = root / "images"
         if not image_dir.is_dir():
             raise InputError(f"{image_dir}: image folder not found (COLMAP scenes keep images in images/)")
-        cameras = []
+        intrinsics: dict[int, tuple] = {}
+        cameras, missing = [], []
         for im in sorted(model.images, key=lambda im: im.name):
-            intr = _pinhole(model.cameras[im.camera_id], model.cameras_path)
             image_path = image_dir / im.name
             if not image_path.is_file():
-                raise InputError(f"{image_path}: image not found (registered in {model_dir.name}/images)")
-            where = f"{model_dir}: image {im.name}"
-            w2c = check_pose(im.world_to_camera, where)
+                missing.append(image_path)
+                continue
+            cam = model.cameras[im.camera_id]
+            if im.camera_id not in intrinsics:  # only the cameras images use need a supported model
+                intrinsics[im.camera_id] = camera_intrinsics(cam, model.cameras_path)
+            fx, fy, cx, cy, lens = intrinsics[im.camera_id]
+            w2c = check_pose(im.world_to_camera, f"{model_dir}: image {im.name}")
             cameras.append(Camera(name=Path(im.name).with_suffix("").as_posix(), image_path=image_path,
-                                  world_to_camera=w2c, **intr))
+                                  width=int(cam.width), height=int(cam.height), fx=fx, fy=fy, cx=cx, cy=cy,
+                                  world_to_camera=w2c, distortion=lens))
         every_nth_test(cameras)
         points = (model.points_xyz, model.points_rgb) if model.points_xyz is not None else None
-        return finish_scene(root, self.name, cameras, downscale, points=points)
-
-
-def _pinhole(cam: ColmapCamera, path: Path) -> dict:
-    """Camera fields (width, height, fx, fy, cx, cy) of a pinhole COLMAP camera."""
-    if cam.model == "PINHOLE":
-        fx, fy, cx, cy = cam.params
-    elif cam.model == "SIMPLE_PINHOLE":
-        f, cx, cy = cam.params
-        fx = fy = f
-    else:
-        raise InputError(f"{path}: camera {cam.camera_id} uses the {cam.model} model; only PINHOLE and "
-                         "SIMPLE_PINHOLE are supported -- undistort the images first "
-                         "(colmap image_undistorter --image_path images --input_path sparse/0 "
-                         "--output_path undistorted)")
-    return dict(width=int(cam.width), height=int(cam.height), fx=float(fx), fy=float(fy),
-                cx=float(cx), cy=float(cy))
+        return finish_scene(root, self.name, cameras, points=points, missing=missing)
 
 
 def register(registry) -> None:

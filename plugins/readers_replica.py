@@ -41,7 +41,7 @@ class ReplicaReader:
         path = Path(path)
         return (path / "traj_w_c.txt").is_file() and (path / "rgb").is_dir()
 
-    def read(self, path: Path, downscale: int = 1) -> Scene:
+    def read(self, path: Path) -> Scene:
         root = Path(path)
         frames = sorted((int(m.group(1)), m.group(1), p) for p in (root / "rgb").glob("rgb_*.png")
                         if (m := _FRAME.search(p.name)))
@@ -65,7 +65,7 @@ class ReplicaReader:
                 gt_path=gt if gt.is_file() else None,
                 depth_path=depth if depth.is_file() else None, depth_scale=DEPTH_SCALE,
             ))
-        return finish_scene(root, self.name, cameras, downscale)
+        return finish_scene(root, self.name, cameras)
 
 
 def read_trajectory(path: Path) -> list[np.ndarray]:

@@ -37,13 +37,9 @@ class ScanNetScene(Scene):
         """[H, W] float32 metric z-depth at the camera's size (nearest resampling)."""
         if cam.depth_path is None or cam.depth_path.suffix == ".npy":
             return super().load_depth(cam)
-        from coseg.io.images import read_depth
+        from coseg.io.images import read_depth, resize_nearest
 
-        w0, h0 = image_size(cam.depth_path)
-        depth = read_depth(cam.depth_path, (h0, w0), 1, cam.depth_scale)
-        rows = np.minimum(((np.arange(cam.height) + 0.5) * h0 / cam.height).astype(np.int64), h0 - 1)
-        cols = np.minimum(((np.arange(cam.width) + 0.5) * w0 / cam.width).astype(np.int64), w0 - 1)
-        return np.ascontiguousarray(depth[rows][:, cols])
+        return resize_nearest(read_depth(cam.depth_path, None, cam.depth_scale), (cam.height, cam.width))
 
 
 class ScanNetReader:
@@ -56,7 +52,7 @@ class ScanNetReader:
         path = Path(path)
         return all((path / d).is_dir() for d in ("color", "pose", "intrinsic"))
 
-    def read(self, path: Path, downscale: int = 1) -> Scene:
+    def read(self, path: Path) -> Scene:
         root = Path(path)
         frames = sorted((int(p.stem), p) for p in (root / "color").iterdir()
                         if p.stem.isdigit() and p.suffix.lower() in (".jpg", ".jpeg", ".png"))
@@ -83,7 +79,7 @@ class ScanNetReader:
         if invalid:
             log.warning("%s: skipped %d of %d frames whose pose is invalid (-inf/NaN)",
                         root / "pose", invalid, len(frames))
-        return finish_scene(root, self.name, cameras, downscale, scene_type=ScanNetScene)
+        return finish_scene(root, self.name, cameras, scene_type=ScanNetScene)
 
 
 def read_intrinsics(path: Path) -> tuple[float, float, float, float]:

@@ -13,7 +13,7 @@ class _Reader:
     def detect(self, path):
         return False
 
-    def read(self, path, downscale=1):
+    def read(self, path):
         raise AssertionError
 
 

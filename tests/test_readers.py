@@ -12,6 +12,7 @@ from coseg.errors import InputError
 from coseg.io.ply import write_point_cloud
 from coseg.plugins import registry
 from coseg.readers import detect_format, read_scene
+from coseg.scene_settings import ReadSettings
 
 W, H = 8, 6
 ANGLE_X = 2 * math.atan(0.5)  # fx = 0.5 * 8 / tan(angle / 2) = 8
@@ -145,9 +146,15 @@ def test_downscale(tmp_path):
     # The same world point lands on the same continuous position, halved.
     np.testing.assert_allclose(project(cam, [1, 0, 0.5]), project(full, [1, 0, 0.5]) / 2)
     assert scene.load_image(cam).shape == (3, 4, 3)
-    np.testing.assert_array_equal(scene.load_labels(cam)[0], [0, 2, 4, 6])
-    for bad in (0, 1.5, "2"):
-        with pytest.raises(InputError, match="downscale must be an integer"):
+    # nearest sampling: the source pixel holding each target pixel's centre
+    np.testing.assert_array_equal(scene.load_labels(cam)[0], [1, 3, 5, 7])
+    # Any factor >= 1: 8x6 by 1.5 is 5x4, intrinsics scaled per axis (5/8, 4/6).
+    odd = read_scene(root, downscale=1.5).cameras[0]
+    assert (odd.width, odd.height) == (5, 4)
+    np.testing.assert_allclose(project(odd, [1, 0, 0.5]), project(full, [1, 0, 0.5]) * [5 / 8, 4 / 6])
+    assert read_scene(root, downscale=1.5).load_image(odd).shape == (4, 5, 3)
+    for bad in (0, 0.5, "2", float("nan")):
+        with pytest.raises(InputError, match="downscale must be a number >= 1"):
             read_scene(root, downscale=bad)
 
 
@@ -182,12 +189,13 @@ def test_split_files_override(tmp_path):
 
 
 @pytest.mark.parametrize("case, message", [
-    ("missing_image", r"r_1: image not found \(referenced by transforms_train.json frame 1"),
+    ("missing_image", r"1 of 3 listed images are missing: train/r_1 \(use missing_images=skip"),
     ("bad_json", r"transforms_train\.json: malformed JSON"),
     ("nan_pose", r"transforms_train\.json: frame 0 \(\./train/r_0\): pose contains NaN or inf"),
     ("no_frames", r"transforms_train\.json: expected an object with a \"frames\" list"),
     ("no_intrinsics", r"frame 0 \(\./train/r_0\): no intrinsics"),
-    ("distortion", r"distortion coefficients k1 are not zero; undistort"),
+    ("camera_model", r"frame 0 \(\./train/r_0\): camera_model EQUIRECTANGULAR is not supported"),
+    ("k4_perspective", r"k4 is only used by camera_model OPENCV_FISHEYE"),
     ("bad_matrix", r"frame 0 \(\./train/r_0\): pose must be a 4x4 matrix"),
     ("corrupt_image", r"r_0\.png: unreadable image"),
 ])
@@ -207,8 +215,11 @@ def test_nerf_bad_input(tmp_path, case, message):
     elif case == "no_intrinsics":
         del meta["camera_angle_x"]
         train.write_text(json.dumps(meta))
-    elif case == "distortion":
-        meta.update(k1=0.1, fl_x=5.0)
+    elif case == "camera_model":
+        meta.update(camera_model="EQUIRECTANGULAR")
+        train.write_text(json.dumps(meta))
+    elif case == "k4_perspective":
+        meta.update(k4=0.01)
         train.write_text(json.dumps(meta))
     elif case == "bad_matrix":
         meta["frames"][0]["transform_matrix"] = [[1, 2], [3, 4]]
@@ -216,7 +227,7 @@ def test_nerf_bad_input(tmp_path, case, message):
     elif case == "corrupt_image":
         (root / "train" / "r_0.png").write_bytes(b"not a png")
     with pytest.raises(InputError, match=message):
-        read_scene(root)
+        read_scene(root, settings=ReadSettings(missing_images="error"))
 
 
 def test_unrecognised_folder_lists_layouts(tmp_path):
@@ -256,9 +267,9 @@ def test_third_party_reader_through_registry(tmp_path, monkeypatch, caplog):
         def detect(self, path):
             return (path / "scene.marker").is_file()
 
-        def read(self, path, downscale=1):
+        def read(self, path):
             cam = Camera("a", path / "a.png", W, H, 8.0, 8.0, 4.0, 3.0, np.eye(4))
-            return Scene(root=path, format=self.name, cameras=[cam.scaled(downscale)], downscale=downscale)
+            return Scene(root=path, format=self.name, cameras=[cam])
 
     class Broken:
         name = "broken"
@@ -266,7 +277,7 @@ def test_third_party_reader_through_registry(tmp_path, monkeypatch, caplog):
         def detect(self, path):
             raise RuntimeError("boom")
 
-        def read(self, path, downscale=1):
+        def read(self, path):
             return "not a scene"
 
     reg = PluginRegistry()

@@ -9,9 +9,10 @@ from scipy.spatial.transform import Rotation
 
 from coseg.errors import InputError
 from coseg.readers import detect_format, read_scene
+from coseg.scene_settings import ReadSettings
 
 W, H = 8, 6
-MODEL_IDS = {"SIMPLE_PINHOLE": 0, "PINHOLE": 1, "OPENCV": 4}
+MODEL_IDS = {"SIMPLE_PINHOLE": 0, "PINHOLE": 1, "OPENCV": 4, "FOV": 7}
 # OpenCV camera-to-world: A at (0, -5, 0) looking along +y (image right +x, down -z);
 # B at (5, 0, 0) looking along -x (image right +y, down -z).
 C2W_A = np.array([[1, 0, 0, 0], [0, 0, 1, -5], [0, -1, 0, 0], [0, 0, 0, 1]], float)
@@ -122,9 +123,10 @@ def test_sparse_without_subfolder_and_no_points(tmp_path):
 @pytest.mark.parametrize("writer, file", [(write_text_model, "cameras.txt"), (write_binary_model, "cameras.bin")])
 def test_unsupported_camera_model(tmp_path, writer, file):
     write_images_dir(tmp_path)
-    cams = [CAMERAS[0], (2, "OPENCV", [8.0, 8.0, 4.0, 3.0, 0.1, 0.0, 0.0, 0.0])]
+    cams = [CAMERAS[0], (2, "FOV", [8.0, 8.0, 4.0, 3.0, 0.1])]
     writer(tmp_path / "sparse" / "0", cameras=cams)
-    with pytest.raises(InputError, match=rf"{file}: camera 2 uses the OPENCV model.*undistort the images"):
+    with pytest.raises(InputError, match=rf"{file}: camera 2 uses the FOV model, which is not supported "
+                                         r"\(supported: SIMPLE_PINHOLE, .*\); undistort the images"):
         read_scene(tmp_path)
 
 
@@ -147,8 +149,9 @@ def test_colmap_bad_input(tmp_path):
         read_scene(tmp_path)
     write_images_dir(tmp_path)
     (tmp_path / "images" / "img_4.png").unlink()
-    with pytest.raises(InputError, match=r"img_4\.png: image not found"):
-        read_scene(tmp_path)
+    with pytest.raises(InputError, match=r"1 of 9 listed images are missing: images/img_4\.png"):
+        read_scene(tmp_path, settings=ReadSettings(missing_images="error"))
+    assert len(read_scene(tmp_path).cameras) == 8  # skipped by default
     write_images_dir(tmp_path)
     write_text_model(d, cameras=CAMERAS[:1])
     with pytest.raises(InputError, match=r"images\.txt: image 'img_\d\.png' refers to camera 2"):

@@ -28,8 +28,6 @@ class BuildConfig:
     """Number of optimisation steps (one training view per step)."""
     seed: int = 0
     """Seed of numpy, torch and python RNGs (view order, init, splits)."""
-    downscale: int = 1
-    """Integer image downscale the scene is read with."""
     backend: str = "auto"
     """Render backend passed to coseg.render.rasterization."""
     torch_threads: int = 1
@@ -131,6 +129,9 @@ class BuildConfig:
     def from_dict(cls, values: dict[str, Any]) -> "BuildConfig":
         """Build from a dict (config.json's building section); unknown keys are an error."""
         names = {f.name for f in dataclasses.fields(cls)}
+        # runs written before the working resolution moved to config.json's scene section
+        # recorded the scene's downscale here; the scene section has it too
+        values = {k: v for k, v in values.items() if k != "downscale"}
         unknown = sorted(set(values) - names)
         if unknown:
             raise CosegError(f"unknown building setting(s): {', '.join(unknown)}")
@@ -139,7 +140,7 @@ class BuildConfig:
 
 #: The meaningful values of BuildConfig's numeric fields (types are checked for every field).
 _RANGES = {
-    "iterations": AT_LEAST_1, "seed": NON_NEGATIVE, "downscale": AT_LEAST_1, "torch_threads": NON_NEGATIVE,
+    "iterations": AT_LEAST_1, "seed": NON_NEGATIVE, "torch_threads": NON_NEGATIVE,
     "lambda_l1": UNIT, "max_sh_degree": Range(0, 3), "sh_interval": AT_LEAST_1,
     **{name: POSITIVE for name in ("lr_means", "lr_means_final", "lr_sh_dc", "lr_sh_rest", "lr_opacity",
                                    "lr_scales", "lr_quats", "adam_eps", "grow_grad2d", "grow_scale3d",

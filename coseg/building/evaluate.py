@@ -167,7 +167,7 @@ def evaluate_building(run: RunDir, scene: Scene, backend: str = "auto") -> dict[
         training when present (metrics.json). LPIPS is None: no offline weights.
     """
     from coseg.building.trainer import peak_rss_mb
-    from coseg.metrics import psnr, ssim
+    from coseg.metrics import psnr, ssim, ssim_map
 
     ctx = RenderContext.load(run, scene, backend)
     split = "test"
@@ -181,8 +181,13 @@ def evaluate_building(run: RunDir, scene: Scene, backend: str = "auto") -> dict[
         img = render_rgb(ctx, cam)
         seconds += time.perf_counter() - t0
         ref = scene.load_image(cam)
-        psnrs.append(float(psnr(img, ref)))
-        ssims.append(float(ssim(img, ref)))
+        valid = scene.load_valid_mask(cam)
+        if valid is None:
+            psnrs.append(float(psnr(img, ref)))
+            ssims.append(float(ssim(img, ref)))
+        else:  # only pixels that see the photo count (undistortion borders do not)
+            psnrs.append(float(psnr(img[valid], ref[valid])))
+            ssims.append(float(ssim_map(np.where(valid[..., None], img, ref), ref)[valid].mean()))
     trained = run.read_metrics().get("building", {})
     return {
         "split": split, "num_views": len(cams),

@@ -66,17 +66,22 @@ def l1(img: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
     return (img - ref).abs().mean()
 
 
-def photometric_loss(img: torch.Tensor, ref: torch.Tensor, lambda_l1: float
-                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def photometric_loss(img: torch.Tensor, ref: torch.Tensor, lambda_l1: float,
+                     valid: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """3DGS loss: lambda_l1 * L1 + (1 - lambda_l1) * (1 - SSIM).
 
     Args:
         img: [H, W, 3] render; ref: [H, W, 3] ground truth.
         lambda_l1: weight of L1 (0.8 in 3DGS and the paper).
+        valid: [H, W, 1] bool, False where the reference sees no photo (undistortion
+            borders): there the reference stands in for the render, so those pixels
+            add neither loss nor gradient. None: every pixel counts.
 
     Returns:
         (loss, l1, ssim) scalars; loss carries the gradient.
     """
+    if valid is not None:
+        img = torch.where(valid, img, ref)
     l1_value = l1(img, ref)
     ssim_value = ssim(img, ref)
     loss = lambda_l1 * l1_value + (1.0 - lambda_l1) * (1.0 - ssim_value)

@@ -142,7 +142,7 @@ def _train(scene: Scene, config: BuildConfig, run_dir: str | Path | RunDir,
     if resume or run.config_path.exists():
         run = RunDir.open(run.path)
     else:
-        run = RunDir.create(run.path, scene.root, config.downscale)
+        run = RunDir.create(run.path, scene.root, reading=scene.reading)
     start_as = run.start_stage("building", overwrite=overwrite, resume=resume)
     if start_as == "complete":
         summary = run.read_metrics()["building"]
@@ -184,6 +184,8 @@ def _train(scene: Scene, config: BuildConfig, run_dir: str | Path | RunDir,
     cams = scene.train_cameras
     width, height = cams[0].width, cams[0].height
     images = [torch.from_numpy(scene.load_image(c)) for c in cams]
+    valid = [scene.load_valid_mask(c) for c in cams]
+    valid = [None if m is None else torch.from_numpy(m)[..., None] for m in valid]
     cam_tensors = [camera_tensors(c) for c in cams]
     background = torch.ones(3) if scene.white_background else torch.zeros(3)
     held = 0
@@ -192,7 +194,8 @@ def _train(scene: Scene, config: BuildConfig, run_dir: str | Path | RunDir,
         with torch.no_grad():
             img, _, _ = render_params(params, *cam_tensors[held], width, height,
                                       min(sh_degree, config.max_sh_degree), background, config.backend)
-            mse = torch.mean((img.clamp(0, 1) - images[held]) ** 2).item()
+            err = (img.clamp(0, 1) - images[held]) ** 2
+            mse = (err.mean() if valid[held] is None else err[valid[held].expand_as(err)].mean()).item()
         return float(-10.0 * np.log10(max(mse, 1e-12)))
 
     def save(iteration: int) -> None:
@@ -221,7 +224,7 @@ def _train(scene: Scene, config: BuildConfig, run_dir: str | Path | RunDir,
                                      background, config.backend)
         t_raster = time.perf_counter() - t0
         info = {**meta, "width": width, "height": height}
-        loss, l1_value, ssim_value = photometric_loss(img, images[idx], config.lambda_l1)
+        loss, l1_value, ssim_value = photometric_loss(img, images[idx], config.lambda_l1, valid[idx])
         strategy.step_pre_backward(params, optimizer, state, iteration, info)
         grad_at: list[float] = []
         img.register_hook(lambda g: grad_at.append(time.perf_counter()))

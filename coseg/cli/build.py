@@ -18,6 +18,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from coseg.cli.scene_options import add_scene_options, given, settings_from_args
 from coseg.errors import CosegError, InputError
 
 log = logging.getLogger(__name__)
@@ -36,18 +37,18 @@ def add_parser(sub) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help="build again into the run in --out (its old result is kept in RUN/previous/)")
     p.add_argument("--iterations", type=int, help="number of training steps")
-    p.add_argument("--downscale", type=int, help="integer image downscale")
     p.add_argument("--seed", type=int, help="random seed")
     p.add_argument("--max-sh-degree", type=int, help="highest SH degree (0-3)")
     p.add_argument("--max-gaussians", type=int, help="cap on the Gaussian count")
     p.add_argument("--backend", help="render backend: auto, cpu, gsplat, inria")
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                    help="any BuildConfig field, e.g. --set lr_opacity=0.025 (repeatable)")
+    add_scene_options(p)
     p.set_defaults(func=run)
 
 
 #: BuildConfig fields with their own option (the rest are set with --set NAME=VALUE).
-_NAMED = ("iterations", "downscale", "seed", "max_sh_degree", "max_gaussians", "backend")
+_NAMED = ("iterations", "seed", "max_sh_degree", "max_gaussians", "backend")
 
 
 def config_from_args(args) -> "Any":
@@ -82,6 +83,9 @@ def run(args) -> int:
     if args.resume is not None:
         if args.out is not None or args.import_ply is not None:
             raise CosegError("--resume RUN takes no --out or --import-ply")
+        if given(args):
+            raise CosegError(f"--resume RUN reads the scene as the run records; {', '.join(given(args))} "
+                             "cannot change that (build into a new --out instead)")
         request = PipelineRequest(out=args.resume, scene=args.scene, resume=True)
     else:
         if args.out is None:
@@ -89,5 +93,6 @@ def run(args) -> int:
         if args.scene is None and args.import_ply is None:
             raise CosegError("SCENE is required to train (or use --resume RUN / --import-ply FILE)")
         request = PipelineRequest(out=args.out, scene=args.scene, build=config_from_args(args),
-                                  import_ply=args.import_ply, overwrite=args.overwrite)
+                                  import_ply=args.import_ply, overwrite=args.overwrite,
+                                  reading=settings_from_args(args), cache=args.cache)
     return drive(Pipeline(request, ("build",)))

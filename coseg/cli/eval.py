@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from coseg.errors import InputError
-
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
@@ -20,14 +18,10 @@ def add_parser(sub) -> None:
 
 
 def load_run_scene(run_dir, scene_path: Path | None):
-    """The scene of a run: `scene_path` or the path and downscale recorded in config.json."""
-    from coseg.readers import read_scene
+    """The scene of a run: `scene_path` or the recorded one, read as config.json records."""
+    from coseg.readers import read_run_scene
 
-    header = run_dir.read_config().get("scene") or {}
-    path = scene_path or header.get("path")
-    if not path:
-        raise InputError(f"{run_dir.config_path}: records no scene; pass --scene SCENE")
-    return read_scene(Path(path), downscale=int(header.get("downscale", 1)))
+    return read_run_scene(run_dir, scene_path)
 
 
 def run(args) -> int:

@@ -5,20 +5,28 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from coseg.cli.scene_options import add_scene_options, settings_from_args
 from coseg.errors import CosegError, InputError
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("info", help="summarise a scene folder, run folder or 3DGS .ply",
-                       description="Print format, views per split, resolution, classes, "
-                                   "Gaussian count and SH degree of PATH.")
+                       description="Print format, views per split, camera models and undistortion, "
+                                   "working resolution, missing images, classes, Gaussian count and "
+                                   "SH degree of PATH.")
     p.add_argument("path", type=Path, help="scene folder, run folder or Gaussian file (.ply, compressed .ply, .spz, .splat)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    add_scene_options(p, cache=False)
     p.set_defaults(func=run)
 
 
-def summarize(path: Path) -> dict:
-    """Summary dict of a scene folder, run folder or Gaussian file."""
+def summarize(path: Path, settings=None) -> dict:
+    """Summary dict of a scene folder, run folder or Gaussian file.
+
+    Args:
+        path: what to summarise.
+        settings: `coseg.scene_settings.ReadSettings` for a scene folder (default settings if None).
+    """
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: no such file or folder")
@@ -27,7 +35,7 @@ def summarize(path: Path) -> dict:
     if (path / "config.json").exists() and ((path / "gaussians.ply").exists() or
                                              (path / "checkpoints").exists()):
         return _summarize_run(path)
-    return _summarize_scene(path)
+    return _summarize_scene(path, settings)
 
 
 def _summarize_gaussians(path: Path) -> dict:
@@ -74,18 +82,23 @@ def _summarize_run(path: Path) -> dict:
     return out
 
 
-def _summarize_scene(path: Path) -> dict:
+def _summarize_scene(path: Path, settings=None) -> dict:
     from coseg.readers import read_scene
+    from coseg.scene_settings import describe_cameras
 
-    scene = read_scene(path)
+    scene = read_scene(path, settings=settings)
     splits = {}
     for cam in scene.cameras:
         splits[cam.split] = splits.get(cam.split, 0) + 1
     sizes = sorted({(c.width, c.height) for c in scene.cameras})
+    missing = [str(p.relative_to(path)) if p.is_relative_to(path) else str(p) for p in scene.missing_images]
     return {
         "path": str(path), "kind": "scene", "format": scene.format,
         "views": splits,
+        "cameras": {f"camera {i + 1}": c for i, c in enumerate(describe_cameras(scene))},
         "resolution": [f"{w}x{h}" for w, h in sizes],
+        "downscale": round(scene.downscale, 4),
+        "missing images": (f"{len(missing)} (skipped): {', '.join(missing)}" if missing else 0),
         "classes": {int(k): v for k, v in scene.classes.items()},
         "labels": sum(c.label_path is not None for c in scene.cameras),
         "gt": sum(c.gt_path is not None for c in scene.cameras),
@@ -108,7 +121,7 @@ def _print(summary: dict, indent: int = 0) -> None:
 
 def run(args) -> int:
     try:
-        summary = summarize(args.path)
+        summary = summarize(args.path, settings_from_args(args))
     except (KeyError, ValueError) as e:
         if isinstance(e, CosegError):
             raise

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from coseg.cli.scene_options import add_scene_options, settings_from_args
+
 
 def _segment_args(p) -> None:
     g = p.add_argument_group("segmentation")
@@ -67,8 +69,8 @@ def add_parser(sub) -> None:
     r.add_argument("--iterations", type=int, help="building iterations")
     r.add_argument("--import-ply", type=Path, metavar="FILE", help="skip training: import a trained .ply")
     _segment_args(r)
-    r.set_defaults(func=run_pipeline, downscale=None, seed=None, max_sh_degree=None, max_gaussians=None,
-                   backend=None, set=[])
+    add_scene_options(r)
+    r.set_defaults(func=run_pipeline, seed=None, max_sh_degree=None, max_gaussians=None, backend=None, set=[])
 
 
 def config_from_args(args):
@@ -122,5 +124,6 @@ def run_pipeline(args) -> int:
 
     request = PipelineRequest(out=args.out, scene=args.scene, build=build_config_from_args(args),
                               segment=config_from_args(args), import_ply=args.import_ply,
-                              overwrite=args.overwrite, resume=args.resume, strict_resume=False)
+                              overwrite=args.overwrite, resume=args.resume, strict_resume=False,
+                              reading=settings_from_args(args), cache=args.cache)
     return drive(Pipeline(request))

@@ -1,7 +1,9 @@
 """COLMAP sparse models: cameras, images and points3D in text or binary form.
 
-Only parsing lives here; turning COLMAP cameras into `coseg.scene.Camera`
-(and rejecting distorted camera models) is the COLMAP reader plugin's job.
+Parsing lives here, and `camera_intrinsics`, which turns a COLMAP camera
+model into pinhole intrinsics plus a `coseg.undistort.Distortion`
+(unsupported models are an error naming the model); building
+`coseg.scene.Camera` objects is the COLMAP reader plugin's job.
 COLMAP stores world-to-camera poses as a unit quaternion (w, x, y, z) and a
 translation in the OpenCV camera convention, with the centre of the top-left
 pixel at (0.5, 0.5) -- the project's own convention, so no conversion is
@@ -13,10 +15,14 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from coseg.errors import InputError
+
+if TYPE_CHECKING:
+    from coseg.undistort import Distortion
 
 #: COLMAP camera model id -> (name, number of parameters).
 CAMERA_MODELS: dict[int, tuple[str, int]] = {
@@ -26,6 +32,10 @@ CAMERA_MODELS: dict[int, tuple[str, int]] = {
     11: ("RAD_TAN_THIN_PRISM_FISHEYE", 16),
 }
 _PARAM_COUNT = {name: n for name, n in CAMERA_MODELS.values()}
+#: Models read, each exactly one of OpenCV's two lens models (COLMAP's
+#: src/colmap/sensor/models.h gives the same equations).
+SUPPORTED_MODELS = ("SIMPLE_PINHOLE", "PINHOLE", "SIMPLE_RADIAL", "RADIAL", "OPENCV", "FULL_OPENCV",
+                    "OPENCV_FISHEYE", "SIMPLE_RADIAL_FISHEYE", "RADIAL_FISHEYE")
 
 
 @dataclass
@@ -71,6 +81,43 @@ class ColmapModel:
     points_rgb: np.ndarray | None
     """[P, 3] float32 point colours in [0, 1], or None."""
     cameras_path: Path
+
+
+def camera_intrinsics(cam: ColmapCamera, path: Path) -> tuple[float, float, float, float, "Distortion | None"]:
+    """(fx, fy, cx, cy, lens) of a COLMAP camera; the lens is None for pinhole models.
+
+    Args:
+        cam: one camera of cameras.{bin,txt}.
+        path: that file, for messages.
+
+    Raises:
+        InputError: the model is not in `SUPPORTED_MODELS` (the message names it).
+    """
+    from coseg.undistort import Distortion
+
+    p, model = [float(v) for v in cam.params], cam.model
+    if model not in SUPPORTED_MODELS:
+        raise InputError(f"{path}: camera {cam.camera_id} uses the {model} model, which is not supported "
+                         f"(supported: {', '.join(SUPPORTED_MODELS)}); undistort the images first "
+                         "(colmap image_undistorter)")
+    if len(p) != _PARAM_COUNT[model]:
+        raise InputError(f"{path}: camera {cam.camera_id} ({model}) has {len(p)} parameters, "
+                         f"expected {_PARAM_COUNT[model]}")
+    source = f"COLMAP {model}"
+    if model in ("SIMPLE_PINHOLE", "SIMPLE_RADIAL", "RADIAL", "SIMPLE_RADIAL_FISHEYE", "RADIAL_FISHEYE"):
+        fx = fy = p[0]
+        cx, cy, extra = p[1], p[2], p[3:]
+    else:
+        fx, fy, cx, cy, extra = p[0], p[1], p[2], p[3], p[4:]
+    if model in ("SIMPLE_PINHOLE", "PINHOLE"):
+        lens = None
+    elif model in ("OPENCV_FISHEYE", "SIMPLE_RADIAL_FISHEYE", "RADIAL_FISHEYE"):
+        lens = Distortion.fisheye(source, *extra)
+    else:
+        # SIMPLE_RADIAL k / RADIAL k1 k2 / OPENCV k1 k2 p1 p2 / FULL_OPENCV k1 k2 p1 p2 k3 k4 k5 k6:
+        # each a prefix of OpenCV's coefficient order
+        lens = Distortion.radial_tangential(source, *extra)
+    return fx, fy, cx, cy, lens
 
 
 def qvec_to_rotmat(q: np.ndarray) -> np.ndarray:

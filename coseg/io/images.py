@@ -1,8 +1,11 @@
 """Image, label-map and depth-map reading and writing with clear errors.
 
-Resizing on load: RGB by area averaging (exact for integer factors), label
-maps by taking the top-left sample of every block (never mixes ids), depth
-by nearest sampling as well.
+Resizing (`resize_area`, `resize_nearest`, any size, the pixel-centre
+convention of `coseg.scene`): RGB by area averaging (OpenCV INTER_AREA, exact
+block means for integer factors), label and depth maps by nearest sampling
+(never mixes ids). The readers below resize to a requested size only when the
+stored size is an integer multiple of it; `coseg.resample` does the general
+case (undistortion and non-integer working resolutions).
 """
 
 from __future__ import annotations
@@ -47,14 +50,40 @@ def _first_line(e: Exception) -> str:
     return f"{type(e).__name__}: {text[0] if text else ''}"[:200]
 
 
-def _downscale_mean(img: np.ndarray, factor: int) -> np.ndarray:
-    h, w = img.shape[0] // factor, img.shape[1] // factor
-    img = img[: h * factor, : w * factor]
-    return img.reshape(h, factor, w, factor, *img.shape[2:]).mean(axis=(1, 3))
+def resize_area(img: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
+    """[H, W, ...] float image -> [h, w, ...] by area averaging (OpenCV INTER_AREA).
+
+    Pixel (i, j) of the result covers [i W/w, (i+1) W/w) of the input, the
+    pixel-centre convention of `coseg.scene`.
+    """
+    import cv2
+
+    h, w = size_hw
+    if img.shape[:2] == (h, w):
+        return img
+    out = cv2.resize(np.ascontiguousarray(img, np.float32), (w, h), interpolation=cv2.INTER_AREA)
+    return out.reshape(h, w, *img.shape[2:])
 
 
-def read_rgb(path: Path, size_hw: tuple[int, int], white_background: bool = False) -> np.ndarray:
-    """Read an image as float32 [H, W, 3] in [0, 1], resized to `size_hw`.
+def nearest_indices(src: int, dst: int) -> np.ndarray:
+    """[dst] int64 index of the source pixel that contains each target pixel's centre.
+
+    (OpenCV's INTER_NEAREST_EXACT rule; a centre on a pixel boundary takes the later pixel.)
+    """
+    return np.minimum(np.floor((np.arange(dst) + 0.5) * (src / dst)), src - 1).astype(np.int64)
+
+
+def resize_nearest(img: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
+    """[H, W, ...] map -> [h, w, ...] by nearest sampling (ids are never mixed)."""
+    h, w = size_hw
+    if img.shape[:2] == (h, w):
+        return img
+    rows, cols = nearest_indices(img.shape[0], h), nearest_indices(img.shape[1], w)
+    return np.ascontiguousarray(img[rows][:, cols])
+
+
+def read_rgb(path: Path, size_hw: tuple[int, int] | None = None, white_background: bool = False) -> np.ndarray:
+    """Read an image as float32 [H, W, 3] in [0, 1], at its size or resized to `size_hw`.
 
     RGBA images are composited over black (or white with `white_background`).
     The stored size must be an integer multiple of `size_hw`.
@@ -74,8 +103,8 @@ def read_rgb(path: Path, size_hw: tuple[int, int], white_background: bool = Fals
     return np.ascontiguousarray(img, dtype=np.float32)
 
 
-def read_id_map(path: Path, size_hw: tuple[int, int], downscale: int = 1) -> np.ndarray:
-    """Read a single-channel uint8/uint16 id map as int32 [H, W] at `size_hw`.
+def read_id_map(path: Path, size_hw: tuple[int, int] | None = None) -> np.ndarray:
+    """Read a single-channel uint8/uint16 id map as int32 [H, W] (at `size_hw` if given).
 
     Palette (mode P) PNGs give their palette indices, grey RGB(A) gives its grey level.
     """
@@ -90,7 +119,7 @@ def read_id_map(path: Path, size_hw: tuple[int, int], downscale: int = 1) -> np.
     return _fit(ids.astype(np.int32), size_hw, path, mean=False)
 
 
-def read_depth(path: Path, size_hw: tuple[int, int], downscale: int = 1, depth_scale: float = 1.0) -> np.ndarray:
+def read_depth(path: Path, size_hw: tuple[int, int] | None = None, depth_scale: float = 1.0) -> np.ndarray:
     """Read metric z-depth (.npy float or 16-bit PNG scaled by depth_scale) as float32 [H, W]."""
     path = Path(path)
     if path.suffix == ".npy":
@@ -109,14 +138,16 @@ def read_depth(path: Path, size_hw: tuple[int, int], downscale: int = 1, depth_s
     return _fit(d, size_hw, path, mean=False)
 
 
-def _fit(img: np.ndarray, size_hw: tuple[int, int], path: Path, mean: bool) -> np.ndarray:
+def _fit(img: np.ndarray, size_hw: tuple[int, int] | None, path: Path, mean: bool) -> np.ndarray:
+    if size_hw is None:
+        return img
     h, w = size_hw
     H, W = img.shape[:2]
     if (H, W) == (h, w):
         return img
     fy, fx = H // h if h else 0, W // w if w else 0
     if fy == fx and fy >= 1 and H // fy == h and W // fx == w:
-        return _downscale_mean(img, fy) if mean else img[::fy, ::fx][:h, :w]
+        return resize_area(img, size_hw) if mean else resize_nearest(img, size_hw)
     raise InputError(f"{path}: size {W}x{H} does not match the camera's {w}x{h}")
 
 

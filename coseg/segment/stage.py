@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 def _load_run(run_dir: Path):
     from coseg.io.ply import read_gaussians_ply
     from coseg.normalize import working_inputs
-    from coseg.readers import read_scene
+    from coseg.readers import read_run_scene
     from coseg.run import RunDir
 
     run = RunDir.open(run_dir)
@@ -44,7 +44,7 @@ def _load_run(run_dir: Path):
     if not scene_cfg.get("path"):
         raise InputError(f"{run.config_path}: records no scene folder; the segmentation stage needs "
                          "the scene's images and labels")
-    scene = read_scene(scene_cfg["path"], downscale=int(scene_cfg.get("downscale", 1)))
+    scene = read_run_scene(run)
     scene, gaussians, _ = working_inputs(run, scene, read_gaussians_ply(run.gaussians_path))
     return run, scene, gaussians
 
