@@ -22,9 +22,9 @@ from typing import Sequence
 
 import numpy as np
 
-from coseg.scene_settings import ReadSettings, prepare_scene
 from coseg.errors import InputError
 from coseg.scene import IMAGE_EXTS, Camera, Scene, read_classes_json
+from coseg.scene_settings import ReadSettings, prepare_scene
 
 log = logging.getLogger(__name__)
 

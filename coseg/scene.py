@@ -144,7 +144,7 @@ class Scene:
     missing_images: list[Path] = field(default_factory=list)
     """Images the scene's files list but that do not exist (their views were skipped)."""
     reading: dict[str, Any] = field(default_factory=dict)
-    """The settings the scene was read with (`coseg.readers.ReadSettings`), for config.json."""
+    """The settings the scene was read with (`coseg.scene_settings.ReadSettings`), for config.json."""
 
     # ------------------------------------------------------------ splits
     def split(self, name: Split) -> list[Camera]:
@@ -183,7 +183,7 @@ class Scene:
         from coseg.io.images import read_rgb
         from coseg.resample import resample
 
-        size = None if cam.source is not None else (cam.height, cam.width)
+        size = _stored_size(cam)
         return resample(cam, cam.image_path, "rgb",
                         lambda p: read_rgb(p, size, white_background=self.white_background),
                         cache_dir=self.cache_dir, extra_key=f"white={self.white_background}")
@@ -209,7 +209,7 @@ class Scene:
         from coseg.io.images import read_depth
         from coseg.resample import resample
 
-        size = None if cam.source is not None else (cam.height, cam.width)
+        size = _stored_size(cam)
         return resample(cam, cam.depth_path, "depth", lambda p: read_depth(p, size, cam.depth_scale),
                         fill=0.0, cache_dir=self.cache_dir, extra_key=f"scale={cam.depth_scale}")
 
@@ -224,7 +224,7 @@ class Scene:
         from coseg.io.images import read_id_map
         from coseg.resample import resample
 
-        size = None if cam.source is not None else (cam.height, cam.width)
+        size = _stored_size(cam)
         return resample(cam, Path(path), "ids", lambda p: read_id_map(p, size), fill=fill,
                         cache_dir=self.cache_dir)
 
@@ -241,6 +241,12 @@ class Scene:
                 raise InputError(f"{path}: label id {int(bad[0])} is out of range "
                                  f"(classes.json defines ids 0..{max_id})")
         return ids
+
+
+def _stored_size(cam: Camera) -> tuple[int, int] | None:
+    """Size a file is read at: its own when resampled from the photo's camera, else the camera's
+    (the file may then be an integer multiple of it, as a reader that scales cameras itself gives)."""
+    return None if cam.source is not None else (cam.height, cam.width)
 
 
 def read_classes_json(path: Path) -> dict[int, str]:

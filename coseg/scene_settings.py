@@ -33,7 +33,7 @@ from coseg.settings import AT_LEAST_1, UNIT, Range, check_settings
 
 log = logging.getLogger(__name__)
 
-AUTO_MAX_SIDE = 800
+AUTO_MAX_SIDE = 400
 """Default cap on the working images' longest side in pixels (see docs/benchmarks.md)."""
 _LISTED = 8
 """Missing images named in the warning before "... and N more"."""
