@@ -230,6 +230,32 @@ def test_nerf_bad_input(tmp_path, case, message):
         read_scene(root, settings=ReadSettings(missing_images="error"))
 
 
+def test_missing_images_are_skipped_with_one_line(tmp_path, caplog):
+    # an Instant-NGP capture listing more frames than it has photos (the fox: 67 for 50)
+    frames = [{"file_path": f"images/{i:04d}.jpg", "transform_matrix": C2W_GL_A} for i in range(12)]
+    (tmp_path / "images").mkdir()
+    for i in range(12):
+        if i % 3:
+            write_rgb(tmp_path / "images" / f"{i:04d}.png")  # a file under another name does not count
+        else:
+            iio.imwrite(tmp_path / "images" / f"{i:04d}.jpg", np.full((H, W, 3), 90, np.uint8))
+    write_transforms(tmp_path / "transforms.json", frames, fl_x=8.0, w=W, h=H)
+    with caplog.at_level(logging.WARNING):
+        scene = read_scene(tmp_path)
+    assert [c.name for c in scene.cameras] == ["0000", "0003", "0006", "0009"]
+    lines = [r.getMessage() for r in caplog.records if "missing" in r.getMessage()]
+    assert len(lines) == 1 and "8 of 12 listed images are missing, their views are skipped" in lines[0]
+    assert "images/0001.jpg, images/0002.jpg" in lines[0] and "... and 0 more" not in lines[0]
+    assert [p.name for p in scene.missing_images][:2] == ["0001.jpg", "0002.jpg"]
+    assert scene.test_cameras and scene.train_cameras  # every 8th by name among the views that remain
+    with pytest.raises(InputError, match=r"8 of 12 listed images are missing: images/0001\.jpg"):
+        read_scene(tmp_path, settings=ReadSettings(missing_images="error"))
+    for i in (0, 3, 6, 9):
+        (tmp_path / "images" / f"{i:04d}.jpg").unlink()
+    with pytest.raises(InputError, match="none of the 12 images the scene lists exist"):
+        read_scene(tmp_path)
+
+
 def test_unrecognised_folder_lists_layouts(tmp_path):
     (tmp_path / "images").mkdir()
     with pytest.raises(InputError) as e:
