@@ -154,7 +154,7 @@ def test_downscale(tmp_path):
     np.testing.assert_allclose(project(odd, [1, 0, 0.5]), project(full, [1, 0, 0.5]) * [5 / 8, 4 / 6])
     assert read_scene(root, downscale=1.5).load_image(odd).shape == (4, 5, 3)
     for bad in (0, 0.5, "2", float("nan")):
-        with pytest.raises(InputError, match="downscale must be a number >= 1"):
+        with pytest.raises(InputError, match=r"scene reading setting downscale=.*: must be"):
             read_scene(root, downscale=bad)
 
 

@@ -50,34 +50,36 @@ def reference_project(model: str, params, xyz: np.ndarray) -> np.ndarray:
     return np.column_stack([fx * xd + cx, fy * yd + cy])
 
 
-def coordinate_photo(path):
-    """A float TIFF photo whose red/green channels hold each pixel centre's x / y (over W0 / H0)."""
+def coordinate_photos(folder, view="a"):
+    """Two 16-bit grey photos of one view: `<view>x.png` holds each pixel centre's x / W0, `<view>y.png` y / H0."""
     xs, ys = np.meshgrid((np.arange(W0) + 0.5) / W0, (np.arange(H0) + 0.5) / H0)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    iio.imwrite(path, np.stack([xs, ys, np.zeros_like(xs)], -1).astype(np.float32))
+    folder.mkdir(parents=True, exist_ok=True)
+    for axis, ramp in (("x", xs), ("y", ys)):
+        iio.imwrite(folder / f"{view}{axis}.png", np.round(ramp * 65535).astype(np.uint16))
 
 
 def colmap_scene(root, model, params):
-    coordinate_photo(root / "images" / "a.tif")
+    coordinate_photos(root / "images")
     d = root / "sparse" / "0"
     d.mkdir(parents=True)
     (d / "cameras.txt").write_text(f"1 {model} {W0} {H0} {' '.join(map(str, params))}\n")
-    (d / "images.txt").write_text("1 1 0 0 0 0 0 0 1 a.tif\n\n")
+    (d / "images.txt").write_text("1 1 0 0 0 0 0 0 1 ax.png\n\n2 1 0 0 0 0 0 0 1 ay.png\n\n")
     return root
 
 
 def nerf_scene(root, **lens):
-    coordinate_photo(root / "images" / "a.tif")
-    frames = [{"file_path": "images/a.tif", "transform_matrix": np.diag([1.0, -1, -1, 1]).tolist()}]
+    coordinate_photos(root / "images")
+    frames = [{"file_path": f"images/a{axis}.png", "transform_matrix": np.diag([1.0, -1, -1, 1]).tolist()}
+              for axis in "xy"]
     meta = {"fl_x": F, "fl_y": F, "cx": CX, "cy": CY, "w": W0, "h": H0, **lens, "frames": frames}
     (root / "transforms.json").write_text(json.dumps(meta))
     return root
 
 
-def check_agreement(scene, model, params, n=3000):
+def check_agreement(scene, model, params, view="a", n=3000):
     """Every working pixel shows the photo point the distorted model projects its ray to (< 0.5 px)."""
-    cam = scene.cameras[0]
-    img = scene.load_image(cam)
+    cam = scene.camera(f"{view}x")
+    xs, ys = scene.load_image(cam)[..., 0], scene.load_image(scene.camera(f"{view}y"))[..., 0]
     rng = np.random.default_rng(0)
     pix = rng.uniform([1.0, 1.0], [cam.width - 1.0, cam.height - 1.0], (n, 2))
     rays = np.column_stack([(pix[:, 0] - cam.cx) / cam.fx, (pix[:, 1] - cam.cy) / cam.fy, np.ones(n)])
@@ -87,8 +89,7 @@ def check_agreement(scene, model, params, n=3000):
     inside = np.all((expected > 1.0) & (expected < [W0 - 1.0, H0 - 1.0]), axis=1)
     assert inside.mean() > 0.8
     at = [pix[inside, 1] - 0.5, pix[inside, 0] - 0.5]
-    seen = np.column_stack([map_coordinates(img[..., 0], at, order=1) * W0,
-                            map_coordinates(img[..., 1], at, order=1) * H0])
+    seen = np.column_stack([map_coordinates(xs, at, order=1) * W0, map_coordinates(ys, at, order=1) * H0])
     err = np.linalg.norm(seen - expected[inside], axis=1)
     assert err.max() < 0.5, (model, err.max())
     return cam
@@ -118,11 +119,11 @@ def test_transforms_json_lenses(tmp_path, lens, model, params):
 def test_alpha_one_keeps_the_photo_and_masks_the_border(tmp_path):
     root = colmap_scene(tmp_path / "s", "SIMPLE_RADIAL", [F, CX, CY, -0.12])
     (root / "gt").mkdir()
-    iio.imwrite(root / "gt" / "a.png", np.full((H0, W0), 3, np.uint8))
+    iio.imwrite(root / "gt" / "ax.png", np.full((H0, W0), 3, np.uint8))
     crop = read_scene(root)
     assert crop.load_valid_mask(crop.cameras[0]) is None  # alpha 0: every pixel sees the photo
     whole = read_scene(root, settings=ReadSettings(undistort_alpha=1.0))
-    cam = whole.cameras[0]
+    cam = whole.camera("ax")
     valid = whole.load_valid_mask(cam)
     # barrel distortion: the photo's edge midpoints bow inwards, leaving pixels there without photo
     assert valid is not None and 0.5 < valid.mean() < 1.0 and not valid[0, W0 // 2] and valid[H0 // 2, W0 // 2]
@@ -143,7 +144,7 @@ def test_resampled_pixels_are_cached_by_content(tmp_path):
     assert len(files) == 1
     np.testing.assert_array_equal(read_scene(root, cache=cache).load_image(scene.cameras[0]), first)
     assert list(cache.glob("*.npy")) == files  # a hit: nothing new
-    iio.imwrite(root / "images" / "a.tif", np.zeros((H0, W0, 3), np.float32))  # new content, new key
+    iio.imwrite(root / "images" / "ax.png", np.zeros((H0, W0), np.uint16))  # new content, new key
     assert read_scene(root, cache=cache).load_image(scene.cameras[0]).max() == 0
     assert len(list(cache.glob("*.npy"))) == 2
     from coseg.io.safety import OutputRefused
@@ -166,19 +167,19 @@ def test_bad_lenses_are_one_line(tmp_path, model, params, message):
 
 def test_mixed_cameras_keep_their_own_lenses(tmp_path):
     root = colmap_scene(tmp_path, "OPENCV", COLMAP_LENSES["OPENCV"])
-    coordinate_photo(root / "images" / "b.tif")
+    coordinate_photos(root / "images", view="b")
     d = root / "sparse" / "0"
     fisheye = COLMAP_LENSES["OPENCV_FISHEYE"]
     (d / "cameras.txt").write_text(f"1 OPENCV {W0} {H0} {' '.join(map(str, COLMAP_LENSES['OPENCV']))}\n"
                                    f"2 OPENCV_FISHEYE {W0} {H0} {' '.join(map(str, fisheye))}\n")
-    (d / "images.txt").write_text("1 1 0 0 0 0 0 0 1 a.tif\n\n2 1 0 0 0 0 0 0 2 b.tif\n\n")
+    (d / "images.txt").write_text("".join(f"{i + 1} 1 0 0 0 0 0 0 {1 + i // 2} {name}\n\n"
+                                          for i, name in enumerate(["ax.png", "ay.png", "bx.png", "by.png"])))
     scene = read_scene(root)
-    a, b = scene.camera("a"), scene.camera("b")
+    a, b = scene.camera("ax"), scene.camera("bx")
     assert a.source.distortion.model == "OPENCV" and b.source.distortion.model == "OPENCV_FISHEYE"
     assert (a.fx, a.cx) != (b.fx, b.cx)
-    for cam, model in ((a, "OPENCV"), (b, "OPENCV_FISHEYE")):
-        scene.cameras = [cam]
-        check_agreement(scene, model, COLMAP_LENSES[model])
+    check_agreement(scene, "OPENCV", COLMAP_LENSES["OPENCV"], view="a")
+    check_agreement(scene, "OPENCV_FISHEYE", COLMAP_LENSES["OPENCV_FISHEYE"], view="b")
 
 
 def test_building_loss_ignores_pixels_without_photo():
