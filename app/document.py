@@ -63,7 +63,7 @@ class StudioDocument(QObject):
         self.edits.changed.connect(self._on_edit)
         self.state.selection_changed.connect(self.selection_changed.emit)
         self.state.hidden_changed.connect(self._on_hidden)
-        self.state.locked_changed.connect(self.segments_changed.emit)
+        self.state.locked_changed.connect(self._on_locked)
         self._counts = None
         self._names_shown = dict(self.edits.names)
         self.model_changed.emit()
@@ -217,6 +217,10 @@ class StudioDocument(QObject):
 
     def redo(self) -> bool:
         return self.edits is not None and self.edits.redo()
+
+    def _on_locked(self) -> None:
+        self.segments_changed.emit()
+        self.selection_changed.emit()  # the editable part of the selection changed
 
     def _on_hidden(self) -> None:
         self.segments_changed.emit()

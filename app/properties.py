@@ -93,9 +93,11 @@ class PropertiesPanel(QDockWidget):
         self.setWidget(body)
         self._editable = [*self.position, *self.angles, self.rotate_button, self.factor, self.scale_button,
                           self.color_button, self.duplicate_button]
+        # Selection (locks included: they change what is editable), and every recorded step (a drag's
+        # commit, a rename) - once per action, not on every preview or panel update.
         doc.selection_changed.connect(self.refresh)
-        doc.segments_changed.connect(self.refresh)
-        doc.history_changed.connect(self.refresh)  # after every recorded step, a drag's commit included
+        doc.history_changed.connect(self.refresh)
+        doc.model_changed.connect(self.refresh)
         self.refresh()
 
     # ------------------------------------------------------------ edits

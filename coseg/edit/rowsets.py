@@ -21,7 +21,7 @@ def encode_rows(rows: np.ndarray, n: int) -> dict:
     mask = np.zeros(n, bool)
     mask[np.asarray(rows, np.int64)] = True
     packed = np.packbits(mask).tobytes()
-    return {"n": int(n), "bits": base64.b64encode(zlib.compress(packed, 9)).decode("ascii")}
+    return {"n": int(n), "bits": base64.b64encode(zlib.compress(packed, 6)).decode("ascii")}
 
 
 def decode_rows(spec: dict, n: int) -> np.ndarray:
