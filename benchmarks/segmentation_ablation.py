@@ -2,7 +2,7 @@
 
 Usage:
     python benchmarks/segmentation_ablation.py RUN [--iterations N] [--rows full,no-dino,...]
-        [--lr-schedule cosine] [--seed N] [--json OUT]
+        [--lr-schedule cosine] [--seed N] [--extractor efficientnet] [--json OUT]
 
 Each row trains the segmentation stage from scratch in its own run folder
 RUN/ablations/<row>/ (sharing RUN's gaussians.ply and its unprojected-feature
@@ -24,7 +24,10 @@ Rows (paper Table 3 plus the Table 1 per-Gaussian baseline):
     full           full model, CoSeg loss (class-balanced, the default)
 
 `--lr-schedule cosine` trains every row with the cosine learning-rate decay
-(in RUN/ablations/<row>-cosine/); each row also records its per-class IoU.
+(in RUN/ablations/<row>-cosine/); `--extractor NAME` gives every row those 2D
+features (in RUN/ablations/<row>-NAME/; default "auto", the stage's own
+choice). Each row also records its per-class IoU and peak RSS (of the whole
+process: run one row per process to measure a row's own).
 """
 
 from __future__ import annotations
@@ -106,7 +109,7 @@ def oracle_row(run: Path, name: str) -> dict:
 
 
 def run_row(run: Path, name: str, iterations: int, lr_schedule: str = "constant", suffix: str = "",
-            seed: int = 0) -> dict:
+            seed: int = 0, extractor: str = "auto") -> dict:
     from coseg.cli.eval import load_run_scene
     from coseg.run import RunDir
     from coseg.segment.config import SegmentConfig
@@ -119,7 +122,8 @@ def run_row(run: Path, name: str, iterations: int, lr_schedule: str = "constant"
         return oracle_row(run, name + suffix)
     loss = CoSegLossConfig(pixel_loss=opts.pop("loss", "js"),
                            class_balance=opts.pop("class_balance", CoSegLossConfig.class_balance))
-    config = SegmentConfig(iterations=iterations, loss=loss, lr_schedule=lr_schedule, seed=seed, **opts)
+    config = SegmentConfig(iterations=iterations, loss=loss, lr_schedule=lr_schedule, seed=seed,
+                           extractor=extractor, **opts)
     row = make_row_run(run, name + suffix)
     t0 = time.perf_counter()
     last = {}
@@ -131,6 +135,7 @@ def run_row(run: Path, name: str, iterations: int, lr_schedule: str = "constant"
     return {"row": name, "miou": ev["miou"], "accuracy": ev["accuracy"],
             "raw_label_miou": ev.get("raw_label_miou"), "params_mb": last.get("learnable_params_mb"),
             "fps": ev["fps_rgb_seg"], "seconds": train_s, "extractor": last.get("feature_extractor"),
+            "extract_s_per_image": last.get("extract_s_per_image"), "peak_rss_mb": last.get("peak_rss_mb"),
             "class_iou": ev["class_iou"], "lr_schedule": lr_schedule, "seed": seed}
 
 
@@ -144,6 +149,8 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0,
                    help="segmentation seed of every row (view order, sampling, initialisation); "
                         "row folders get a -seedN suffix when it is not 0")
+    p.add_argument("--extractor", choices=["auto", "dino", "efficientnet", "appearance"], default="auto",
+                   help="2D features of every row (row folders get a -NAME suffix when it is not auto)")
     p.add_argument("--json", type=Path, help="also write the results here")
     args = p.parse_args(argv)
     rows = [r for r in args.rows.split(",") if r]
@@ -151,16 +158,19 @@ def main(argv=None) -> int:
     if unknown:
         p.error(f"unknown rows {unknown} (known: {', '.join(ROWS)})")
     results = []
-    print(f"{'row':<14} {'mIoU':>7} {'acc':>7} {'params MB':>10} {'FPS':>6} {'time s':>8}")
+    print(f"{'row':<14} {'mIoU':>7} {'acc':>7} {'params MB':>10} {'FPS':>6} {'time s':>8} {'RSS MB':>8}  features")
     for name in rows:
         suffix = "" if args.lr_schedule == "constant" else f"-{args.lr_schedule}"
+        suffix += "" if args.extractor == "auto" else f"-{args.extractor}"
         suffix += f"-seed{args.seed}" if args.seed else ""
-        r = run_row(args.run, name, args.iterations, args.lr_schedule, suffix, args.seed)
+        r = run_row(args.run, name, args.iterations, args.lr_schedule, suffix, args.seed, args.extractor)
         results.append(r)
         if len(results) == 1 and r["raw_label_miou"] is not None:
             print(f"{'raw labels':<14} {100 * r['raw_label_miou']:7.2f}")
         print(f"{name:<14} {100 * r['miou']:7.2f} {100 * r['accuracy']:7.2f} {r['params_mb'] or 0:10.3f} "
-              f"{r['fps']:6.2f} {r['seconds']:8.0f}", flush=True)
+              f"{r['fps']:6.2f} {r['seconds']:8.0f} {r.get('peak_rss_mb') or 0:8.0f}  {r['extractor'] or '-'}",
+              flush=True)
+        print("  per class IoU: " + ", ".join(f"{k} {v:.2f}" for k, v in r["class_iou"].items()), flush=True)
     if args.json:
         args.json.write_text(json.dumps({"iterations": args.iterations, "rows": results}, indent=2))
     return 0
