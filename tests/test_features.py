@@ -264,7 +264,7 @@ def test_feature_cache_key_covers_extractor_model_weights_blocks_and_image_size(
     others = [key(DinoExtractor("vits8", weights=w2)), key(DinoExtractor("vitb8", weights=w1)),
               key(DinoExtractor("vits8", weights=w1, blocks=(2, 4, 6, 8))),
               key(DinoExtractor("vits8", weights=w1), [SimpleNamespace(name=c.name, width=32, height=24) for c in cams]),
-              key(AppearanceExtractor()), key(EfficientNetExtractor())]
+              key(AppearanceExtractor()), key(EfficientNetExtractor()), key(EfficientNetExtractor(short_side=240))]
     assert len({base, *others}) == 1 + len(others)
     torch.save({"x": torch.full((3,), 2.0)}, w1)  # same path, new content
     assert key(DinoExtractor("vits8", weights=w1)) != base

