@@ -37,7 +37,7 @@ def test_room_has_many_classes_with_several_instances(seed):
     assert all(c >= 2 for c in objects.values()), present
     # Everything stays inside the room (walls, floor and ceiling excepted).
     lo, hi = layout.bounds
-    inner = ~np.isin(layout.instance_class, [layout.class_of(n) for n in STUFF])
+    inner = ~np.isin(layout.instance_class, [layout.class_of(n) for n in STUFF if n in layout.classes.values()])
     boxes = layout.instance_boxes[inner]
     assert (boxes[:, 0] >= lo - 1e-6).all() and (boxes[:, 1] <= hi + 1e-6).all()
 
@@ -153,6 +153,28 @@ def test_object_kind_has_black_background(tmp_path):
     assert (gt == 0).any() and (gt > 0).any()
     assert (rgb[gt == 0] == 0).all() and (depth[gt == 0] == 0).all() and (depth[gt > 0] > 0).all()
     assert summary["classes"][0] == "background"
+
+
+@pytest.mark.parametrize("sky", ["gradient", "white"])
+def test_outdoor_kind_has_an_open_sky_above_the_ground(tmp_path, sky):
+    summary = generate(tmp_path / "out", SynthConfig(kind="outdoor", sky=sky, **TINY))
+    assert summary["classes"][0] == "sky" and summary["classes"][1] == "ground"
+    scene = tmp_path / "out"
+    seen_sky = 0
+    for stem in ("r_0000", "r_0001", "r_0002"):
+        rgb = iio.imread(scene / "images" / f"{stem}.png").astype(np.float64) / 255
+        gt = iio.imread(scene / "gt" / f"{stem}.png")
+        depth = np.load(scene / "depth" / f"{stem}.npy")
+        sky_px = gt == 0
+        seen_sky += sky_px.sum()
+        assert (depth[sky_px] == 0).all() and (depth[~sky_px] > 0).all()
+        if sky_px.any():
+            # a bright sky, brighter than anything lit on the ground, above the ground's rows
+            assert rgb[sky_px].min() > 0.5
+            assert np.mean(np.nonzero(sky_px)[0]) < np.mean(np.nonzero(gt == 1)[0])
+            if sky == "white":
+                assert (rgb[sky_px] == 1.0).all()
+    assert seen_sky > 0.1 * 3 * 40 * 30
 
 
 # ------------------------------------------------------------- label noise
@@ -290,7 +312,7 @@ def test_failed_generation_leaves_nothing(tmp_path):
 
 def test_config_validation():
     assert parse_size("320x240") == (320, 240)
-    for bad in (SynthConfig(kind="cave"), SynthConfig(width=4), SynthConfig(views=1),
+    for bad in (SynthConfig(kind="cave"), SynthConfig(sky="night"), SynthConfig(width=4), SynthConfig(views=1),
                 SynthConfig(labels=LabelNoiseConfig(confusion_mean=2.0))):
         with pytest.raises(InputError):
             bad.validate()

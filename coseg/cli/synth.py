@@ -16,8 +16,11 @@ def add_parser(sub) -> None:
     p.add_argument("--views", type=int, default=64, help="training views (64)")
     p.add_argument("--test-views", type=int, default=16, help="test views, interleaved with the training path (16)")
     p.add_argument("--size", default="320x240", metavar="WxH", help="image size (320x240)")
-    p.add_argument("--kind", choices=("room", "object"), default="room",
-                   help="a furnished room seen from inside, or an object group on black (room)")
+    p.add_argument("--kind", choices=("room", "object", "outdoor"), default="room",
+                   help="a furnished room seen from inside, an object group on black, or the group "
+                        "on paving under an open sky (room)")
+    p.add_argument("--sky", choices=("gradient", "white"), default="gradient",
+                   help="sky of --kind outdoor: near-white horizon to pale blue, or plain white (gradient)")
     p.add_argument("--texture-detail", type=float, default=0.0, metavar="S",
                    help="contrast 0-1 of a fine texture layer that gives SIFT keypoints for `coseg poses` (0: off)")
     p.add_argument("--force", action="store_true", help="replace an existing scene folder at OUT")
@@ -33,8 +36,9 @@ def run(args) -> int:
 
     width, height = parse_size(args.size)
     cfg = SynthConfig(seed=args.seed, views=args.views, test_views=args.test_views,
-                      width=width, height=height, kind=args.kind, texture_detail=args.texture_detail)
-    with named_options({"seed": "--seed", "views": "--views", "test_views": "--test-views", "kind": "--kind"}):
+                      width=width, height=height, kind=args.kind, sky=args.sky, texture_detail=args.texture_detail)
+    with named_options({"seed": "--seed", "views": "--views", "test_views": "--test-views", "kind": "--kind",
+                        "sky": "--sky"}):
         cfg.validate()
     check_target(args.out.absolute(), args.force)
     with tqdm(total=args.views + args.test_views, unit="view", desc="synth", leave=False) as bar:

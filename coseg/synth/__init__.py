@@ -56,7 +56,7 @@ def generate(out_dir: str | Path, config: SynthConfig | None = None, *, force: b
     cfg.validate()
     check_target(Path(out_dir).absolute(), force)
     start = time.perf_counter()
-    layout = build_layout(cfg.kind, np.random.default_rng([cfg.seed, 0]))
+    layout = build_layout(cfg.kind, np.random.default_rng([cfg.seed, 0]), cfg.sky)
     views = make_views(layout, cfg.views, cfg.test_views, cfg.width, cfg.height, cfg.hfov_deg,
                        np.random.default_rng([cfg.seed, 1]))
     renderer = Renderer(layout, cfg.texture_detail)

@@ -67,7 +67,10 @@ def make_views(layout: Layout, train: int, test: int, width: int, height: int, h
         train + test views in path order, named r_0000, r_0001, ...
     """
     n = train + test
-    poses = _room_path(layout, n, rng) if layout.kind == "room" else _object_path(layout, n, hfov_deg, rng)
+    if layout.kind == "room":
+        poses = _room_path(layout, n, rng)
+    else:
+        poses = _object_path(layout, n, hfov_deg, rng, low=layout.kind == "outdoor")
     test_idx = {int((k + 0.5) * n / test) for k in range(test)}
     f = (width / 2) / np.tan(np.radians(hfov_deg) / 2)
     return [View(f"r_{i:04d}", "test" if i in test_idx else "train", c2w, width, height,
@@ -96,8 +99,13 @@ def _room_path(layout: Layout, n: int, rng: np.random.Generator) -> list[np.ndar
     return poses
 
 
-def _object_path(layout: Layout, n: int, hfov_deg: float, rng: np.random.Generator) -> list[np.ndarray]:
-    """A ring around the object group at elevations of about 5-65 degrees, looking at its centre."""
+def _object_path(layout: Layout, n: int, hfov_deg: float, rng: np.random.Generator,
+                 low: bool = False) -> list[np.ndarray]:
+    """A ring around the object group at elevations of about 5-65 degrees, looking at its centre.
+
+    With `low` (outdoors) the elevations are about 5-25 degrees, so the sky fills the upper
+    part of most views.
+    """
     lo, hi = layout.bounds
     center = (lo + hi) / 2
     radius = 0.5 * np.linalg.norm(hi - lo)
@@ -106,7 +114,7 @@ def _object_path(layout: Layout, n: int, hfov_deg: float, rng: np.random.Generat
     poses = []
     for i in range(n):
         a = phase + 2 * np.pi * (i + rng.uniform(-0.3, 0.3)) / n
-        elev = np.radians(35 + 25 * np.sin(3 * a) + rng.uniform(-5, 5))
+        elev = np.radians((15 + 8 * np.sin(3 * a) if low else 35 + 25 * np.sin(3 * a)) + rng.uniform(-5, 5))
         r = dist * rng.uniform(0.9, 1.1)
         eye = center + r * np.array([np.cos(a) * np.cos(elev), np.sin(a) * np.cos(elev), np.sin(elev)])
         poses.append(look_at(eye, center + rng.normal(0, 0.03 * radius, 3)))

@@ -9,7 +9,8 @@ from coseg.errors import InputError
 from coseg.settings import NON_NEGATIVE, check_settings
 from coseg.synth.labels import LabelNoiseConfig
 
-KINDS = ("room", "object")
+KINDS = ("room", "object", "outdoor")
+SKIES = ("gradient", "white")
 MAX_SIZE = 4096
 
 
@@ -28,7 +29,10 @@ class SynthConfig:
     height: int = 240
     """Image height in pixels."""
     kind: str = "room"
-    """"room" (a furnished room seen from inside) or "object" (an object group on black)."""
+    """"room" (a furnished room seen from inside), "object" (an object group on black) or
+    "outdoor" (the object group on paving under an open sky)."""
+    sky: str = "gradient"
+    """Sky of the "outdoor" kind: "gradient" (near-white horizon to pale blue) or "white"."""
     hfov_deg: float = 70.0
     """Horizontal field of view in degrees."""
     points: int = 4000
@@ -46,6 +50,8 @@ class SynthConfig:
         check_settings(self, "synth", {"seed": NON_NEGATIVE})
         if self.kind not in KINDS:
             raise InputError(f"--kind {self.kind!r}: choose one of {', '.join(KINDS)}")
+        if self.sky not in SKIES:
+            raise InputError(f"--sky {self.sky!r}: choose one of {', '.join(SKIES)}")
         if self.views < 2:
             raise InputError(f"--views {self.views}: at least 2 training views are needed "
                              "(multi-view reconstruction and cross-view label noise)")

@@ -27,9 +27,10 @@ CONFUSIONS = {
     "cabinet": ("table", "box", "wall"), "bed": ("sofa", "table"), "lamp": ("plant", "vase"),
     "vase": ("lamp", "plant", "box"), "book": ("box", "picture"), "plant": ("vase", "lamp"),
     "rug": ("floor",), "picture": ("wall", "book"), "box": ("cabinet", "book", "table"),
+    "ground": ("table",),
 }
 #: Large "stuff" regions are only ever mislabelled in part.
-STUFF = ("floor", "wall", "ceiling")
+STUFF = ("floor", "wall", "ceiling", "ground")
 _REF_WIDTH = 320.0
 
 

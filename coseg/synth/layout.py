@@ -1,4 +1,4 @@
-"""Scene layouts: a furnished room, or an isolated object group.
+"""Scene layouts: a furnished room, an isolated object group, or that group outdoors.
 
 `build_layout(kind, rng)` places procedural items (`coseg.synth.furniture`)
 without overlaps (rejection sampling of footprints; deterministic for an rng
@@ -19,6 +19,10 @@ from coseg.synth.textures import material
 ROOM_CLASSES = ("floor", "wall", "ceiling", "table", "chair", "sofa", "cabinet", "bed", "lamp",
                 "vase", "book", "plant", "rug", "picture", "box")
 OBJECT_CLASSES = ("background", "table", "chair", "vase", "book", "lamp", "plant")
+OUTDOOR_CLASSES = ("sky", "ground", "table", "chair", "vase", "book", "lamp", "plant")
+#: Sky colours (linear RGB) at and below the horizon and at the zenith (`Layout.sky_color`).
+SKY_HORIZON = (0.96, 0.96, 0.94)
+SKY_ZENITH = (0.55, 0.70, 0.92)
 
 # Room furniture standing against a wall: (class, min count, max count).
 _WALL_ITEMS = (("bed", 2, 2), ("sofa", 2, 2), ("cabinet", 3, 4), ("lamp", 2, 3), ("plant", 2, 3), ("box", 3, 4))
@@ -54,6 +58,22 @@ class Layout:
     ambient: float
     background_class: int | None = None
     """Class of pixels that hit nothing (None: every ray hits the room)."""
+    sky: str | None = None
+    """Colour of rays that hit nothing: None (black), "white" or "gradient" (`sky_color`)."""
+
+    def sky_color(self, directions: np.ndarray) -> np.ndarray:
+        """[R, 3] colour of rays along world `directions` [R, 3] that hit nothing.
+
+        "gradient": SKY_HORIZON at and below the horizon, towards SKY_ZENITH with
+        elevation (a function of the direction only, as a sky at infinity is).
+        """
+        if self.sky is None:
+            return np.zeros((len(directions), 3))
+        horizon = np.broadcast_to(np.asarray(SKY_HORIZON), (len(directions), 3))
+        if self.sky == "white":
+            return np.ones((len(directions), 3))
+        up = np.clip(directions[:, 2] / np.linalg.norm(directions, axis=1), 0.0, 1.0) ** 0.6
+        return horizon + (np.asarray(SKY_ZENITH) - horizon) * up[:, None]
 
     def class_of(self, name: str) -> int:
         return next(k for k, v in self.classes.items() if v == name)
@@ -84,12 +104,14 @@ class _Assembler:
                       lights, ambient, background)
 
 
-def build_layout(kind: str, rng: np.random.Generator) -> Layout:
-    """Build the scene of `kind` ("room" or "object")."""
+def build_layout(kind: str, rng: np.random.Generator, sky: str = "gradient") -> Layout:
+    """Build the scene of `kind` ("room", "object" or "outdoor"; `sky` only for "outdoor")."""
     if kind == "room":
         return _room(rng)
     if kind == "object":
         return _object_group(rng)
+    if kind == "outdoor":
+        return _outdoor(rng, sky)
     raise ValueError(f"unknown scene kind {kind!r}")
 
 
@@ -194,9 +216,9 @@ def _in_middle(group: list[Item], W: float, D: float, rng, taken: list) -> list[
     return []
 
 
-def _object_group(rng: np.random.Generator) -> Layout:
+def _object_group(rng: np.random.Generator, asm: _Assembler | None = None) -> Layout:
     """A dining table with chairs, things on it and a plant beside it, on nothing."""
-    asm = _Assembler(OBJECT_CLASSES)
+    asm = asm or _Assembler(OBJECT_CLASSES)
     group = [furniture.table(rng), furniture.chair(rng), furniture.chair(rng)]
     surfaces = []
     for placed in _arrange(group, 0.0, (0.0, 0.0)):
@@ -206,11 +228,21 @@ def _object_group(rng: np.random.Generator) -> Layout:
         _on_surface(asm, item, surfaces, rng)
     pot = furniture.plant(rng)
     asm.add("plant", Placed(pot, 0.0, np.array([group[0].width / 2 + pot.width / 2 + 0.15, 0.0, 0.0])).pieces())
-    layout = asm.layout("object", np.zeros((2, 3)), [], 0.4, OBJECT_CLASSES.index("background"))
-    layout.bounds = np.stack([layout.instance_boxes[:, 0].min(0), layout.instance_boxes[:, 1].max(0)])
+    layout = asm.layout("object", np.zeros((2, 3)), [], 0.4, 0)  # class 0: background / sky
+    group = [i for i, c in enumerate(layout.instance_class) if asm.classes[c] != "ground"]
+    layout.bounds = np.stack([layout.instance_boxes[group, 0].min(0), layout.instance_boxes[group, 1].max(0)])
     center = layout.bounds.mean(0)
     layout.lights = [Light(center + 4.0 * np.array([np.cos(a), np.sin(a), 0.8]), 0.5, 4.0)
                      for a in (0.5, 2.6, 4.4)]
+    return layout
+
+
+def _outdoor(rng: np.random.Generator, sky: str) -> Layout:
+    """The object group on a 12 m square of paving under an open sky (nothing beyond it)."""
+    asm = _Assembler(OUTDOOR_CLASSES)
+    asm.add("ground", [box((0.0, 0.0, -0.05), (12.0, 12.0, 0.1), material("floor_tiles", rng))])
+    layout = _object_group(rng, asm)
+    layout.kind, layout.sky = "outdoor", sky
     return layout
 
 

@@ -82,6 +82,8 @@ class Renderer:
         points[~valid] = 0.0
         normals = hit["primitive_normals"].numpy().astype(np.float64)
         rgb = np.zeros((t.size, 3))
+        if self.layout.sky is not None:
+            rgb[~valid] = self.layout.sky_color(dirs[~valid])
         if valid.any():
             rgb[valid] = self.shade(points[valid], normals[valid], piece[valid], dirs[valid])
         inst = np.full(t.shape, -1, np.int32)
