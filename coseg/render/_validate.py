@@ -6,7 +6,11 @@ import torch
 
 
 def _finite(name: str, x: torch.Tensor) -> None:
-    if not bool(torch.isfinite(x).all()):
+    # A sum is finite unless an element is NaN / inf (or the sum overflows): one cheap pass
+    # instead of an element-wise mask, with the exact test only when the sum is suspect.
+    # This check ran on every render and took ~7% of a training step.
+    x = x.detach()
+    if not bool(torch.isfinite(x.sum())) and not bool(torch.isfinite(x).all()):
         raise ValueError(f"rasterization: {name} contains NaN or inf")
 
 

@@ -8,7 +8,7 @@ import torch
 
 from coseg.render import _validate
 from coseg.render._autograd import rasterize_view
-from coseg.render._sh import eval_sh_colors
+from coseg.render._cpu_sh import sh_colors
 from coseg.render.backends import Backend, select_backend
 
 
@@ -93,7 +93,7 @@ def _render_one(means, quats, scales, opacities, colors, viewmat, K, width, heig
     if sh_degree is not None:
         rot = viewmat[:3, :3].to(means.dtype)
         center = -rot.T @ viewmat[:3, 3].to(means.dtype)
-        colors = eval_sh_colors(sh_degree, colors, means, center)
+        colors = sh_colors(sh_degree, colors[:, :1], colors[:, 1:], means, center)
     colors = colors.to(means.dtype)
     background = background.to(means.dtype)
     if render_depth:
