@@ -30,6 +30,8 @@ class BuildConfig:
     """Seed of numpy, torch and python RNGs (view order, init, splits)."""
     backend: str = "auto"
     """Render backend passed to coseg.render.rasterization."""
+    fused: bool = True
+    """numba SSIM and Adam (`fused_ssim`, `fused_adam`); False: their plain-PyTorch twins."""
     torch_threads: int = 1
     """torch intra-op threads while training (small ops: more threads only contend; 0 = unchanged)."""
 

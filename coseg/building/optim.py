@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from coseg.building.config import BuildConfig
+from coseg.building.fused_adam import FusedAdam
 from coseg.gaussians import Gaussians
 
 PARAM_NAMES = ("means", "quats", "scales", "opacities", "sh0", "shN")
@@ -56,13 +57,19 @@ def params_to_gaussians(params: Params) -> Gaussians:
                      opacity_logits=arr("opacities"), sh_dc=arr("sh0")[:, 0, :], sh_rest=arr("shN"))
 
 
-def create_optimizer(params: Params, config: BuildConfig, extent: float) -> torch.optim.Adam:
-    """Adam with one named param group per parameter and the 3DGS learning rates."""
+def create_optimizer(params: Params, config: BuildConfig, extent: float) -> torch.optim.Optimizer:
+    """Adam with one named param group per parameter and the 3DGS learning rates.
+
+    `FusedAdam` (one numba pass per parameter) unless ``config.fused`` is off; both keep
+    the same state, so a checkpoint of one resumes with the other.
+    """
     lrs = {
         "means": config.lr_means * extent, "quats": config.lr_quats, "scales": config.lr_scales,
         "opacities": config.lr_opacity, "sh0": config.lr_sh_dc, "shN": config.lr_sh_rest,
     }
     groups = [{"params": [params[n]], "lr": lrs[n], "name": n} for n in PARAM_NAMES]
+    if config.fused:
+        return FusedAdam(groups, eps=config.adam_eps, betas=(0.9, 0.999))
     # foreach=False: one plain loop per tensor, identical results whatever the group sizes.
     return torch.optim.Adam(groups, eps=config.adam_eps, betas=(0.9, 0.999), foreach=False)
 
@@ -78,6 +85,17 @@ def set_means_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
     for group in optimizer.param_groups:
         if group["name"] == "means":
             group["lr"] = lr
+
+
+def set_active_sh_bands(optimizer: torch.optim.Optimizer, sh_degree: int) -> None:
+    """Tell a `FusedAdam` that only the first (deg + 1)^2 - 1 bands of ``shN`` get gradients.
+
+    The bands above the current degree have received no gradient yet (zero moments), so
+    their update is exactly zero and the fused step skips them (torch's Adam ignores the key).
+    """
+    for group in optimizer.param_groups:
+        if group["name"] == "shN":
+            group["active_dim1"] = (sh_degree + 1) ** 2 - 1
 
 
 def update_params(params: Params, optimizer: torch.optim.Optimizer,

@@ -43,7 +43,7 @@ from coseg.building.config import BuildConfig
 from coseg.building.init import init_gaussians
 from coseg.building.losses import photometric_loss
 from coseg.building.optim import (create_optimizer, create_params, means_lr, params_to_gaussians,
-                                  set_means_lr)
+                                  set_active_sh_bands, set_means_lr)
 from coseg.building.strategy import DensifyStrategy
 from coseg.errors import InputError
 from coseg.normalize import Similarity, canonical_frame
@@ -81,13 +81,25 @@ def peak_rss_mb() -> float:
 def render_params(params: dict[str, torch.Tensor], viewmat: torch.Tensor, K: torch.Tensor,
                   width: int, height: int, sh_degree: int, background: torch.Tensor,
                   backend: str) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
-    """Render raw parameters: returns (image [H, W, 3], alpha [H, W, 1], meta)."""
-    from coseg.render import rasterization
+    """Render raw parameters: returns (image [H, W, 3], alpha [H, W, 1], meta).
 
-    colors = torch.cat([params["sh0"], params["shN"]], dim=1)
-    return rasterization(params["means"], params["quats"], torch.exp(params["scales"]),
+    On the CPU backend the SH colours are evaluated here from the DC and higher-band
+    parameters separately (`sh_colors`), which saves concatenating them every step.
+    """
+    from coseg.render import rasterization
+    from coseg.render._cpu_sh import sh_colors
+    from coseg.render.backends import select_backend
+
+    means = params["means"]
+    if select_backend(backend, means.device) is None:
+        rot = viewmat[:3, :3].to(means.dtype)
+        center = -rot.T @ viewmat[:3, 3].to(means.dtype)
+        colors, degree = sh_colors(sh_degree, params["sh0"], params["shN"], means, center), None
+    else:
+        colors, degree = torch.cat([params["sh0"], params["shN"]], dim=1), sh_degree
+    return rasterization(means, params["quats"], torch.exp(params["scales"]),
                          torch.sigmoid(params["opacities"]), colors, viewmat, K, width, height,
-                         sh_degree=sh_degree, backgrounds=background, backend=backend)
+                         sh_degree=degree, backgrounds=background, backend=backend)
 
 
 def train(scene: Scene, config: BuildConfig, run_dir: str | Path | RunDir,
@@ -217,6 +229,7 @@ def _train(scene: Scene, config: BuildConfig, run_dir: str | Path | RunDir,
         t_start = time.perf_counter()
         sh_degree = min((iteration - 1) // config.sh_interval, config.max_sh_degree)
         set_means_lr(optimizer, means_lr(iteration, config, extent))
+        set_active_sh_bands(optimizer, sh_degree)
         idx = view_index(iteration, len(cams), config.seed)
 
         t0 = time.perf_counter()
@@ -224,7 +237,8 @@ def _train(scene: Scene, config: BuildConfig, run_dir: str | Path | RunDir,
                                      background, config.backend)
         t_raster = time.perf_counter() - t0
         info = {**meta, "width": width, "height": height}
-        loss, l1_value, ssim_value = photometric_loss(img, images[idx], config.lambda_l1, valid[idx])
+        loss, l1_value, ssim_value = photometric_loss(img, images[idx], config.lambda_l1, valid[idx],
+                                                      fused=config.fused)
         strategy.step_pre_backward(params, optimizer, state, iteration, info)
         grad_at: list[float] = []
         img.register_hook(lambda g: grad_at.append(time.perf_counter()))
