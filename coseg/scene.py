@@ -194,6 +194,23 @@ class Scene:
 
         return valid_mask(cam)
 
+    def load_rgba(self, cam: Camera) -> tuple[np.ndarray, np.ndarray | None]:
+        """(premultiplied colour [H, W, 3], alpha [H, W] or None without an alpha channel), float32
+        at the camera's (working) size, undistorted as `load_image` (colour and alpha together)."""
+        from coseg.io.images import read_rgba
+        from coseg.resample import resample
+
+        size = _stored_size(cam)
+
+        def read(path: Path) -> np.ndarray:
+            rgb, alpha = read_rgba(path, size)
+            return rgb if alpha is None else np.concatenate([rgb, alpha[..., None]], axis=2)
+
+        data = resample(cam, cam.image_path, "rgb", read, cache_dir=self.cache_dir, extra_key="rgba")
+        if data.shape[2] == 4:
+            return np.ascontiguousarray(data[..., :3]), np.ascontiguousarray(data[..., 3])
+        return data, None
+
     def load_labels(self, cam: Camera) -> np.ndarray | None:
         """[H, W] int32 raw zero-shot label ids, or None when the view has none."""
         return self._load_ids(cam, cam.label_path)

@@ -39,7 +39,7 @@ def _setup(strategy: DensifyStrategy):
     state["grad2d"][:] = torch.tensor([5e-3, 5e-3, 1e-5, 0.0, 0.0])
     state["count"][:] = torch.tensor([10.0, 10.0, 10.0, 0.0, 0.0])
     info = {"means2d": torch.zeros(5, 2), "radii": torch.zeros(5, dtype=torch.int32),
-            "width": 64, "height": 48}
+            "contrib": torch.zeros(5, dtype=torch.int32), "width": 64, "height": 48}
     return params, optimizer, state, info
 
 
@@ -85,6 +85,24 @@ def test_screen_size_pruning_after_first_reset():
     state["radii"][2] = 0.5  # covered half the image width
     strategy.step_post_backward(params, optimizer, state, 110, info, extent=100.0)
     np.testing.assert_allclose(params["means"].detach().numpy(), _model().means[[0, 1, 4]])
+
+
+def test_far_field_gaussians_escape_the_size_rules_and_go_when_unseen():
+    strategy = DensifyStrategy(start=0, stop=1000, interval=10, reset_interval=100, far_stale_steps=30)
+    params, optimizer, state, info = _setup(strategy)
+    state["grad2d"].zero_()
+    state["far"][:] = torch.tensor([False, False, False, False, True])  # 4 is huge, but far field
+    info["contrib"] = torch.tensor([0, 0, 0, 0, 7], dtype=torch.int32)
+    done = strategy.step_post_backward(params, optimizer, state, 110, info, extent=1.0)
+    assert done["pruned"] == 1  # only the transparent 3
+    np.testing.assert_allclose(params["means"].detach().numpy(), _model().means[[0, 1, 2, 4]])
+    assert state["far"].tolist() == [False, False, False, True] and state["last_blended"][3] == 110
+    info.update(contrib=torch.zeros(4, dtype=torch.int32), means2d=torch.zeros(4, 2),
+                radii=torch.zeros(4, dtype=torch.int32))
+    strategy.step_post_backward(params, optimizer, state, 130, info, extent=1.0)
+    assert params["means"].shape[0] == 4  # blended 20 steps ago: kept
+    strategy.step_post_backward(params, optimizer, state, 150, info, extent=1.0)
+    assert params["means"].shape[0] == 3 and not state["far"].any()  # 40 steps unseen: gone
 
 
 def test_gaussian_cap_grows_highest_gradient_first():

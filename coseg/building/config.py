@@ -19,6 +19,8 @@ from typing import Any
 from coseg.errors import CosegError
 from coseg.settings import AT_LEAST_1, NON_NEGATIVE, OPEN_UNIT, POSITIVE, UNIT, Range, check_settings
 
+BACKGROUNDS = ("random", "scene")
+
 
 @dataclass
 class BuildConfig:
@@ -35,6 +37,11 @@ class BuildConfig:
     torch_threads: int = 1
     """torch intra-op threads while training (small ops: more threads only contend; 0 = unchanged)."""
 
+    background: str = "random"
+    """Background behind the Gaussians while training: "random" (a new uniform random colour
+    every step, as the official 3DGS --random_background: a pixel no Gaussian covers is wrong
+    whatever its colour, so uncovered sky or backdrop cannot hide) or "scene" (the scene's
+    fixed black, or white for white-background scenes)."""
     lambda_l1: float = 0.8
     """Loss = lambda_l1 * L1 + (1 - lambda_l1) * D-SSIM (paper Sec. 3.3, 3DGS)."""
     max_sh_degree: int = 3
@@ -71,6 +78,14 @@ class BuildConfig:
     """Number of random points when no points, COLMAP points or depth exist."""
     init_opacity: float = 0.1
     """Opacity of the initial Gaussians."""
+    far_field_spacing: float = 12.0
+    """Spacing in training-image pixels between neighbouring Gaussians of the far-field sphere
+    for open backgrounds (`coseg.building.farfield`; sets their number; 0 = no far field)."""
+    far_field_radius: float = 10.0
+    """Radius of the far-field sphere, times the scene extent."""
+    far_field_stale_steps: int | None = None
+    """Far-field Gaussians no training pixel blended for this many steps are pruned (None: the
+    number of training views plus one densification interval, i.e. one pass over the views)."""
     max_gaussians: int = 60_000
     """Cap on the Gaussian count: growth stops at it (highest gradients grow first)."""
 
@@ -107,21 +122,32 @@ class BuildConfig:
         from coseg.render.backends import Backend
 
         check_settings(self, "building", _RANGES, {"backend": typing.get_args(Backend),
-                                                   "init_method": ("auto", "scene", "depth", "random")})
+                                                   "init_method": ("auto", "scene", "depth", "random"),
+                                                   "background": BACKGROUNDS})
 
-    def resolved(self) -> "BuildConfig":
-        """A copy with the densification schedule filled in from the budget."""
+    def resolved(self, train_views: int | None = None) -> "BuildConfig":
+        """A copy with the densification schedule filled in from the budget.
+
+        Args:
+            train_views: number of training views, for far_field_stale_steps (without it an
+                unset value stays None).
+        """
         frac = self.iterations / 30_000
 
         def scaled(value: int | None, base: int, minimum: int = 1) -> int:
             return int(value) if value is not None else max(minimum, round(base * frac))
 
+        interval = scaled(self.densify_interval, 100, minimum=25)
+        stale = self.far_field_stale_steps
+        if stale is None and train_views is not None:
+            stale = train_views + interval
         return dataclasses.replace(
             self,
             densify_start=scaled(self.densify_start, 500),
             densify_stop=scaled(self.densify_stop, 15_000),
-            densify_interval=scaled(self.densify_interval, 100, minimum=25),
+            densify_interval=interval,
             opacity_reset_interval=scaled(self.opacity_reset_interval, 10_000),
+            far_field_stale_steps=stale,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -148,8 +174,9 @@ _RANGES = {
                                    "lr_scales", "lr_quats", "adam_eps", "grow_grad2d", "grow_scale3d",
                                    "prune_scale3d", "prune_scale2d")},
     "init_max_points": AT_LEAST_1, "init_min_points": NON_NEGATIVE, "init_random_points": AT_LEAST_1,
-    "init_opacity": OPEN_UNIT, "max_gaussians": AT_LEAST_1, "densify_start": NON_NEGATIVE,
-    "densify_stop": NON_NEGATIVE, "densify_interval": AT_LEAST_1, "opacity_reset_interval": AT_LEAST_1,
-    "prune_opacity": Range(0, 1, open_hi=True), "log_every": AT_LEAST_1, "checkpoint_every": AT_LEAST_1,
-    "keep_checkpoints": AT_LEAST_1,
+    "init_opacity": OPEN_UNIT, "max_gaussians": AT_LEAST_1, "far_field_spacing": NON_NEGATIVE,
+    "far_field_radius": Range(1, open_lo=True), "far_field_stale_steps": AT_LEAST_1,
+    "densify_start": NON_NEGATIVE, "densify_stop": NON_NEGATIVE, "densify_interval": AT_LEAST_1,
+    "opacity_reset_interval": AT_LEAST_1, "prune_opacity": Range(0, 1, open_hi=True), "log_every": AT_LEAST_1,
+    "checkpoint_every": AT_LEAST_1, "keep_checkpoints": AT_LEAST_1,
 }

@@ -162,7 +162,8 @@ def evaluate_building(run: RunDir, scene: Scene, backend: str = "auto") -> dict[
     """Test-view image quality and cost of the building result.
 
     Returns:
-        {"split", "num_views", "psnr", "ssim", "lpips", "num_gaussians", "render_fps",
+        {"split", "num_views", "psnr" (mean over views), "psnr_min" (worst view),
+         "psnr_per_view" ({view name: dB}), "ssim", "lpips", "num_gaussians", "render_fps",
          "peak_rss_mb_eval"} plus the training time and peak memory recorded by
         training when present (metrics.json). LPIPS is None: no offline weights.
     """
@@ -191,7 +192,9 @@ def evaluate_building(run: RunDir, scene: Scene, backend: str = "auto") -> dict[
     trained = run.read_metrics().get("building", {})
     return {
         "split": split, "num_views": len(cams),
-        "psnr": float(np.mean(psnrs)), "ssim": float(np.mean(ssims)), "lpips": None,
+        "psnr": float(np.mean(psnrs)), "psnr_min": float(np.min(psnrs)),
+        "psnr_per_view": {cam.name: round(p, 3) for cam, p in zip(cams, psnrs)},
+        "ssim": float(np.mean(ssims)), "lpips": None,
         "num_gaussians": len(ctx.gaussians), "render_fps": len(cams) / max(seconds, 1e-9),
         "train_time_s": trained.get("train_time_s"), "peak_rss_mb_train": trained.get("peak_rss_mb_train"),
         "peak_rss_mb_eval": peak_rss_mb(),

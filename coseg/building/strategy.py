@@ -23,6 +23,12 @@ after the first opacity reset also largest scale > `prune_scale3d` x extent or
 screen radius > `prune_scale2d` x max(W, H). Opacity reset (every
 `reset_interval` steps before `stop`): opacities clamped to 2 x
 `prune_opacity` (3DGS resets to 0.01).
+
+Far-field Gaussians (`coseg.building.farfield`, flagged in the state's
+``far``) are exempt from the two size rules and are pruned instead when no
+training pixel blended them for more than `far_stale_steps` steps (the
+state's ``last_blended`` step, from the renderer's contribution counts), so a
+closed room drops the sphere behind its walls. Their children inherit the flag.
 """
 
 from __future__ import annotations
@@ -63,6 +69,8 @@ class DensifyStrategy:
     """Screen-size pruning threshold (fraction of max(W, H)), after the first reset."""
     max_gaussians: int = 60_000
     """Growth never takes the count above this."""
+    far_stale_steps: int = 0
+    """Far-field Gaussians blended into no pixel for more steps than this are pruned (0: never)."""
 
     @classmethod
     def from_config(cls, config: BuildConfig) -> "DensifyStrategy":
@@ -72,11 +80,20 @@ class DensifyStrategy:
                    reset_interval=c.opacity_reset_interval, grow_grad2d=c.grow_grad2d,
                    grow_scale3d=c.grow_scale3d, prune_opacity=c.prune_opacity,
                    prune_scale3d=c.prune_scale3d, prune_scale2d=c.prune_scale2d,
-                   max_gaussians=c.max_gaussians)
+                   max_gaussians=c.max_gaussians, far_stale_steps=c.far_field_stale_steps or 0)
 
-    def initialize_state(self, n: int) -> dict[str, torch.Tensor]:
-        """Fresh statistics for n Gaussians: grad2d [N], count [N], radii [N] (fraction of image)."""
-        return {"grad2d": torch.zeros(n), "count": torch.zeros(n), "radii": torch.zeros(n)}
+    def initialize_state(self, n: int, far: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Fresh state for n Gaussians: the statistics grad2d [N], count [N], radii [N] (fraction
+        of the image), and the far-field flag far [N] bool (default none) with last_blended [N]
+        (last step a pixel blended the Gaussian; 0 = not yet)."""
+        return {"grad2d": torch.zeros(n), "count": torch.zeros(n), "radii": torch.zeros(n),
+                "far": torch.zeros(n, dtype=torch.bool) if far is None else far.clone(),
+                "last_blended": torch.zeros(n, dtype=torch.int64)}
+
+    def reset_statistics(self, state: dict[str, torch.Tensor]) -> None:
+        """Zero the gradient statistics (after a densification), keeping the per-Gaussian flags."""
+        n = state["far"].shape[0]  # already follows the new Gaussian set
+        state.update(grad2d=torch.zeros(n), count=torch.zeros(n), radii=torch.zeros(n))
 
     def step_pre_backward(self, params: Params, optimizer: torch.optim.Optimizer,
                           state: dict[str, torch.Tensor], step: int, info: dict[str, Any]) -> None:
@@ -102,18 +119,20 @@ class DensifyStrategy:
         done = {"cloned": 0, "split": 0, "pruned": 0, "reset": 0}
         if step > self.stop:
             return done
-        self._update_state(state, info)
+        self._update_state(state, info, step)
         if step > self.start and step % self.interval == 0:
             done["cloned"], done["split"] = self._grow(params, optimizer, state, extent)
             done["pruned"] = self._prune(params, optimizer, state, step, extent)
-            state.update(self.initialize_state(params["means"].shape[0]))
+            self.reset_statistics(state)
         if step % self.reset_interval == 0:
             self._reset_opacities(params, optimizer)
             done["reset"] = 1
         return done
 
     # ------------------------------------------------------------ internals
-    def _update_state(self, state: dict[str, torch.Tensor], info: dict[str, Any]) -> None:
+    def _update_state(self, state: dict[str, torch.Tensor], info: dict[str, Any], step: int) -> None:
+        if info.get("contrib") is not None:  # (the inria backend does not count contributions)
+            state["last_blended"][info["contrib"] > 0] = step
         grad = info["means2d"].grad
         if grad is None:
             return
@@ -154,16 +173,20 @@ class DensifyStrategy:
             return torch.cat([v[keep], torch.zeros((n_new, *v.shape[1:]), dtype=v.dtype)])
 
         update_params(params, optimizer, param_fn, state_fn)
-        radii = state["radii"]
-        state["radii"] = torch.cat([radii[keep], radii[clone_idx], radii[split_idx].repeat(2)])
+        for key in ("radii", "far", "last_blended"):
+            v = state[key]
+            state[key] = torch.cat([v[keep], v[clone_idx], v[split_idx].repeat(2)])
         return int(clone_idx.numel()), int(split_idx.numel())
 
     def _prune(self, params: Params, optimizer: torch.optim.Optimizer,
                state: dict[str, torch.Tensor], step: int, extent: float) -> int:
         prune = torch.sigmoid(params["opacities"].detach()) < self.prune_opacity
+        far = state["far"]
         if step > self.reset_interval:
             too_big = torch.exp(params["scales"].detach()).amax(dim=-1) > self.prune_scale3d * extent
-            prune |= too_big | (state["radii"] > self.prune_scale2d)
+            prune |= (too_big | (state["radii"] > self.prune_scale2d)) & ~far
+        if self.far_stale_steps > 0 and step > self.far_stale_steps:
+            prune |= far & (step - state["last_blended"] > self.far_stale_steps)
         n_prune = int(prune.sum())
         if n_prune == 0:
             return 0
@@ -172,7 +195,8 @@ class DensifyStrategy:
             return 0
         keep = ~prune
         update_params(params, optimizer, lambda _, p: p[keep], lambda _, v: v[keep])
-        state["radii"] = state["radii"][keep]
+        for key in ("radii", "far", "last_blended"):
+            state[key] = state[key][keep]
         return n_prune
 
     def _reset_opacities(self, params: Params, optimizer: torch.optim.Optimizer) -> None:

@@ -40,12 +40,14 @@ import torch
 
 from coseg.building.checkpoint import load_latest_checkpoint, restore_rng_states, save_checkpoint
 from coseg.building.config import BuildConfig
+from coseg.building.farfield import far_field_gaussians
 from coseg.building.init import init_gaussians
-from coseg.building.losses import photometric_loss
 from coseg.building.optim import (create_optimizer, create_params, means_lr, params_to_gaussians,
                                   set_active_sh_bands, set_means_lr)
+from coseg.building.step import TrainingTarget, View, optimisation_step, render_params, training_background
 from coseg.building.strategy import DensifyStrategy
 from coseg.errors import InputError
+from coseg.gaussians import Gaussians
 from coseg.normalize import Similarity, canonical_frame
 from coseg.run import RunDir
 from coseg.scene import Scene
@@ -78,28 +80,24 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def render_params(params: dict[str, torch.Tensor], viewmat: torch.Tensor, K: torch.Tensor,
-                  width: int, height: int, sh_degree: int, background: torch.Tensor,
-                  backend: str) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
-    """Render raw parameters: returns (image [H, W, 3], alpha [H, W, 1], meta).
+def initial_model(scene: Scene, views: list[View], config: BuildConfig, extent: float,
+                  background: torch.Tensor) -> tuple[Gaussians, torch.Tensor, dict[str, Any]]:
+    """The initial Gaussians (`init_gaussians`) followed by the far-field sphere (`farfield`).
 
-    On the CPU backend the SH colours are evaluated here from the DC and higher-band
-    parameters separately (`sh_colors`), which saves concatenating them every step.
+    Returns:
+        (gaussians, far [N] bool flags of the far-field ones, the init report with "far_field").
     """
-    from coseg.render import rasterization
-    from coseg.render._cpu_sh import sh_colors
-    from coseg.render.backends import select_backend
-
-    means = params["means"]
-    if select_backend(backend, means.device) is None:
-        rot = viewmat[:3, :3].to(means.dtype)
-        center = -rot.T @ viewmat[:3, 3].to(means.dtype)
-        colors, degree = sh_colors(sh_degree, params["sh0"], params["shN"], means, center), None
-    else:
-        colors, degree = torch.cat([params["sh0"], params["shN"]], dim=1), sh_degree
-    return rasterization(means, params["quats"], torch.exp(params["scales"]),
-                         torch.sigmoid(params["opacities"]), colors, viewmat, K, width, height,
-                         sh_degree=degree, backgrounds=background, backend=backend)
+    gaussians, report = init_gaussians(scene, config, extent)
+    far = far_field_gaussians(scene.train_cameras, [v.target.over(background).numpy() for v in views],
+                              extent, config.far_field_spacing, config.far_field_radius, config.init_opacity,
+                              config.max_sh_degree,
+                              [None if v.target.valid is None else v.target.valid[..., 0].numpy() for v in views])
+    report["far_field"] = 0 if far is None else len(far)
+    is_far = torch.zeros(len(gaussians), dtype=torch.bool)
+    if far is not None:
+        gaussians = Gaussians.concatenate([gaussians, far])
+        is_far = torch.cat([is_far, torch.ones(len(far), dtype=torch.bool)])
+    return gaussians, is_far, report
 
 
 def train(scene: Scene, config: BuildConfig, run_dir: str | Path | RunDir,
@@ -164,11 +162,16 @@ def _train(scene: Scene, config: BuildConfig, run_dir: str | Path | RunDir,
         return
     if start_as == "resume":
         ckpt = load_latest_checkpoint(run.checkpoints_dir)
-        config = BuildConfig.from_dict(ckpt["extra"]["config"])
+        # checkpoints from before the random background trained over the scene's colour
+        config = BuildConfig.from_dict({"background": "scene", **ckpt["extra"]["config"]})
     scene, frame = _working_scene(scene, run, ckpt)
     extent = ckpt["extra"]["extent"] if ckpt is not None else scene.extent()
-    config = config.resolved()
-    strategy = DensifyStrategy.from_config(config)
+    cams = scene.train_cameras
+    width, height = cams[0].width, cams[0].height
+    views = [View(TrainingTarget.load(scene, c), *camera_tensors(c), width, height) for c in cams]
+    background = torch.ones(3) if scene.white_background else torch.zeros(3)
+    held = views[0]
+    config = config.resolved(train_views=len(cams))
     if config.torch_threads > 0:
         torch.set_num_threads(config.torch_threads)
 
@@ -176,10 +179,11 @@ def _train(scene: Scene, config: BuildConfig, run_dir: str | Path | RunDir,
     np.random.seed(config.seed)
     torch.manual_seed(config.seed)
     if ckpt is None:
-        gaussians, init_report = init_gaussians(scene, config, extent)
+        gaussians, is_far, init_report = initial_model(scene, views, config, extent, background)
         params = create_params(gaussians, config.max_sh_degree)
         optimizer = create_optimizer(params, config, extent)
-        state = strategy.initialize_state(len(gaussians))
+        strategy = DensifyStrategy.from_config(config)
+        state = strategy.initialize_state(len(gaussians), far=is_far)
         start, elapsed0, raster0, rest0, cpu0 = 0, 0.0, 0.0, 0.0, 0.0
         run.update_config("building", {"source": "train", "settings": config.to_dict(),
                                        "extent": extent, "init": init_report})
@@ -187,27 +191,25 @@ def _train(scene: Scene, config: BuildConfig, run_dir: str | Path | RunDir,
         params = {k: torch.nn.Parameter(v) for k, v in ckpt["params"].items()}
         optimizer = create_optimizer(params, config, extent)
         optimizer.load_state_dict(ckpt["optimizer"])
+        strategy = DensifyStrategy.from_config(config)
         state = ckpt["strategy_state"]
+        for key, value in strategy.initialize_state(params["means"].shape[0]).items():
+            state.setdefault(key, value)  # checkpoints from before the far-field flags
         restore_rng_states(ckpt["rng"])
         start = ckpt["iteration"]
         elapsed0, raster0, rest0, cpu0 = (ckpt["extra"][k] for k in ("elapsed_s", "raster_s", "rest_s", "cpu_s"))
         log.info("resuming %s from iteration %d", run.path, start)
-
-    cams = scene.train_cameras
-    width, height = cams[0].width, cams[0].height
-    images = [torch.from_numpy(scene.load_image(c)) for c in cams]
-    valid = [scene.load_valid_mask(c) for c in cams]
-    valid = [None if m is None else torch.from_numpy(m)[..., None] for m in valid]
-    cam_tensors = [camera_tensors(c) for c in cams]
-    background = torch.ones(3) if scene.white_background else torch.zeros(3)
-    held = 0
+    log.info("training %d iterations, cap %d Gaussians, densification every %d steps in (%d, %d], "
+             "background %s", config.iterations, config.max_gaussians, config.densify_interval,
+             config.densify_start, config.densify_stop, config.background)
 
     def held_psnr() -> float:
         with torch.no_grad():
-            img, _, _ = render_params(params, *cam_tensors[held], width, height,
+            img, _, _ = render_params(params, held.viewmat, held.K, width, height,
                                       min(sh_degree, config.max_sh_degree), background, config.backend)
-            err = (img.clamp(0, 1) - images[held]) ** 2
-            mse = (err.mean() if valid[held] is None else err[valid[held].expand_as(err)].mean()).item()
+            err = (img.clamp(0, 1) - held.target.over(background)) ** 2
+            valid = held.target.valid
+            mse = (err.mean() if valid is None else err[valid.expand_as(err)].mean()).item()
         return float(-10.0 * np.log10(max(mse, 1e-12)))
 
     def save(iteration: int) -> None:
@@ -232,25 +234,13 @@ def _train(scene: Scene, config: BuildConfig, run_dir: str | Path | RunDir,
         set_active_sh_bands(optimizer, sh_degree)
         idx = view_index(iteration, len(cams), config.seed)
 
-        t0 = time.perf_counter()
-        img, _, meta = render_params(params, *cam_tensors[idx], width, height, sh_degree,
-                                     background, config.backend)
-        t_raster = time.perf_counter() - t0
-        info = {**meta, "width": width, "height": height}
-        loss, l1_value, ssim_value = photometric_loss(img, images[idx], config.lambda_l1, valid[idx],
-                                                      fused=config.fused)
-        strategy.step_pre_backward(params, optimizer, state, iteration, info)
-        grad_at: list[float] = []
-        img.register_hook(lambda g: grad_at.append(time.perf_counter()))
-        loss.backward()
-        t_back_end = time.perf_counter()
-        t_raster += t_back_end - (grad_at[0] if grad_at else t_back_end)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        changed = strategy.step_post_backward(params, optimizer, state, iteration, info, extent)
-        if any(changed.values()):
-            densify = changed
-            log.debug("iteration %d: %s, %d Gaussians", iteration, changed, params["means"].shape[0])
+        bg = training_background(config, iteration, background)
+        result = optimisation_step(params, optimizer, views[idx], bg, sh_degree, config, iteration,
+                                   strategy, state, extent)
+        t_raster = result.raster_s
+        if any(result.changed.values()):
+            densify = result.changed
+            log.debug("iteration %d: %s, %d Gaussians", iteration, densify, params["means"].shape[0])
 
         step_s = time.perf_counter() - t_start
         elapsed += step_s
@@ -264,7 +254,7 @@ def _train(scene: Scene, config: BuildConfig, run_dir: str | Path | RunDir,
         final = stopped or iteration == config.iterations
         record = {
             "event": "step", "iteration": iteration, "iterations": config.iterations,
-            "loss": loss.item(), "l1": l1_value.item(), "ssim": ssim_value.item(),
+            "loss": result.loss.item(), "l1": result.l1.item(), "ssim": result.ssim.item(),
             "psnr": held_psnr() if (iteration % config.log_every == 0 or final) else None,
             "num_gaussians": int(params["means"].shape[0]), "sh_degree": sh_degree,
             "its_per_s": its, "eta_s": (config.iterations - iteration) / its, "elapsed_s": elapsed,

@@ -88,6 +88,20 @@ def read_rgb(path: Path, size_hw: tuple[int, int] | None = None, white_backgroun
     RGBA images are composited over black (or white with `white_background`).
     The stored size must be an integer multiple of `size_hw`.
     """
+    rgb, alpha = read_rgba(path, size_hw)
+    if alpha is not None and white_background:
+        rgb += 1.0 - alpha[..., None]
+    return rgb
+
+
+def read_rgba(path: Path, size_hw: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Read an image as premultiplied colour and alpha, at its size or resized to `size_hw`.
+
+    Returns:
+        (rgb [H, W, 3] float32: the colour composited over black, alpha [H, W] float32 in [0, 1],
+        or None for an image without an alpha channel). Compositing over a background b is
+        ``rgb + b * (1 - alpha)``.
+    """
     img = _imread(path)
     if img.ndim == 2:
         img = np.repeat(img[..., None], 3, axis=2)
@@ -95,12 +109,12 @@ def read_rgb(path: Path, size_hw: tuple[int, int] | None = None, white_backgroun
         raise InputError(f"{path}: expected an RGB or RGBA image, got shape {img.shape}")
     scale = 65535.0 if img.dtype == np.uint16 else (255.0 if img.dtype == np.uint8 else 1.0)
     img = img.astype(np.float32) / scale
+    alpha = None
     if img.shape[2] == 4:
-        a = img[..., 3:4]
-        bg = 1.0 if white_background else 0.0
-        img = img[..., :3] * a + bg * (1.0 - a)
+        alpha = np.ascontiguousarray(_fit(img[..., 3], size_hw, path, mean=True), dtype=np.float32)
+        img = img[..., :3] * img[..., 3:4]
     img = _fit(img, size_hw, path, mean=True)
-    return np.ascontiguousarray(img, dtype=np.float32)
+    return np.ascontiguousarray(img, dtype=np.float32), alpha
 
 
 def read_id_map(path: Path, size_hw: tuple[int, int] | None = None) -> np.ndarray:
