@@ -60,3 +60,15 @@ def test_resume_and_errors(scene_dir, tmp_path, capsys):
     assert main(["build", str(scene_dir), "--out", str(tmp_path / "x"), "--set", "lr_foo=1"]) == 1
     assert "lr_foo" in capsys.readouterr().err
     assert main(["eval", str(tmp_path / "x")]) == 1
+
+
+def test_build_with_a_time_budget_keeps_the_explicit_iterations(scene_dir, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["build", str(scene_dir), "--out", str(run), "--minutes", "0.05", "--iterations", "4",
+                 *FAST]) == 0
+    assert "done: 4 iterations" in capsys.readouterr().out
+    building = json.loads((run / "config.json").read_text())["building"]
+    assert building["settings"]["budget_fixed"] == ["iterations"]
+    assert building["budget"]["iterations_kept"] and not building["budget"]["cap_kept"]
+    assert building["budget"]["iterations"] == 4 and building["budget"]["predicted_total_s"] > 0
+    assert "budget" in json.loads((run / "metrics.json").read_text())["building"]

@@ -150,7 +150,8 @@ def test_schedule_scales_with_budget():
     assert (c.densify_start, c.densify_stop, c.densify_interval, c.opacity_reset_interval) == (50, 1500, 25, 1000)
     c = BuildConfig(iterations=30000, densify_interval=100, opacity_reset_interval=3000).resolved()
     assert (c.densify_start, c.densify_stop, c.densify_interval, c.opacity_reset_interval) == (500, 15000, 100, 3000)
-    s = DensifyStrategy.from_config(BuildConfig(iterations=3000))
+    s = DensifyStrategy.from_config(BuildConfig(iterations=3000).resolved(train_pixels=8_000_000))
+    assert s.max_gaussians == 100_000
     assert (s.start, s.stop, s.interval, s.reset_interval) == (50, 1500, 25, 1000)
 
 

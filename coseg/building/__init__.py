@@ -4,8 +4,8 @@
   split / prune / opacity reset (strategy.py).
 - `train(scene, config, run_dir, stop_event=None, resume=False)` — the training
   generator yielding progress records (trainer.py); one optimisation step
-  (step.py), the far-field sphere for open backgrounds (farfield.py), the
-  numba SSIM and Adam (fused_ssim.py, fused_adam.py).
+  (step.py), the far-field sphere for open backgrounds (farfield.py), time
+  budgets (budget.py), the numba SSIM and Adam (fused_ssim.py, fused_adam.py).
 - `import_ply(path, run)` — take an already-trained 3DGS PLY instead (importer.py).
 - `evaluate_building`, `render_views`, `RENDER_OUTPUTS`, `METRIC_SECTIONS` —
   evaluation and rendering of a run (evaluate.py).

@@ -3,10 +3,13 @@
 Learning rates, loss weights and densification thresholds are those of the
 official 3DGS code (Kerbl et al. 2023). The defaults of the iteration budget,
 the initial point count and the Gaussian cap are sized for a 2-core CPU (see
-docs/building.md). The densification schedule (start, stop, reset interval)
-is 3DGS's 500 / 15000 of 30000 iterations scaled to the budget with one
-opacity reset at a third of it (3DGS: every 3000) unless set explicitly; `resolved()` returns the concrete values that go in
-config.json.
+docs/building.md): 3000 iterations, and one Gaussian per `pixels_per_gaussian`
+training pixels. With `minutes` set, `coseg.building.budget` chooses the
+iterations and the cap that fit that time on the machine instead (settings
+given explicitly stay). The densification schedule (start, stop, reset
+interval) is 3DGS's 500 / 15000 of 30000 iterations scaled to the budget with
+one opacity reset at a third of it (3DGS: every 3000) unless set explicitly;
+`resolved()` returns the concrete values that go in config.json.
 """
 
 from __future__ import annotations
@@ -17,17 +20,27 @@ from dataclasses import dataclass
 from typing import Any
 
 from coseg.errors import CosegError
-from coseg.settings import AT_LEAST_1, NON_NEGATIVE, OPEN_UNIT, POSITIVE, UNIT, Range, check_settings
+from coseg.settings import (AT_LEAST_1, NON_NEGATIVE, OPEN_UNIT, POSITIVE, UNIT, Range, SettingError,
+                            check_settings)
 
 BACKGROUNDS = ("random", "scene")
+DEFAULT_ITERATIONS = 3000
+#: Upper end of the default cap: about 1 GB of parameters, gradients and Adam moments.
+MAX_DEFAULT_GAUSSIANS = 1_000_000
 
 
 @dataclass
 class BuildConfig:
     """All settings of one building run (every field lands in config.json)."""
 
-    iterations: int = 3000
-    """Number of optimisation steps (one training view per step)."""
+    iterations: int = DEFAULT_ITERATIONS
+    """Number of optimisation steps, one training view each (chosen by `minutes` when set)."""
+    minutes: float | None = None
+    """Time budget: choose iterations and Gaussian cap (except those in `budget_fixed`) so that
+    the build takes about this many minutes on this machine (a few steps are timed first)."""
+    budget_fixed: list[str] = dataclasses.field(default_factory=list)
+    """Settings the time budget keeps ("iterations", "max_gaussians"; the CLI lists the
+    options given explicitly)."""
     seed: int = 0
     """Seed of numpy, torch and python RNGs (view order, init, splits)."""
     backend: str = "auto"
@@ -86,8 +99,13 @@ class BuildConfig:
     far_field_stale_steps: int | None = None
     """Far-field Gaussians no training pixel blended for this many steps are pruned (None: the
     number of training views plus one densification interval, i.e. one pass over the views)."""
-    max_gaussians: int = 60_000
-    """Cap on the Gaussian count: growth stops at it (highest gradients grow first)."""
+    max_gaussians: int | None = None
+    """Cap on the Gaussian count: growth stops at it, highest gradients first (None: one per
+    `pixels_per_gaussian` training pixels, at least twice the initial count; or chosen by
+    `minutes`)."""
+    pixels_per_gaussian: float = 80.0
+    """Training pixels per Gaussian of the default cap (80: the demo room's 64 views of
+    320x240 give 61,440, about the 60k its CPU budget was sized with)."""
 
     densify_start: int | None = None
     """First densification step (None: 500/30000 of the budget)."""
@@ -124,15 +142,34 @@ class BuildConfig:
         check_settings(self, "building", _RANGES, {"backend": typing.get_args(Backend),
                                                    "init_method": ("auto", "scene", "depth", "random"),
                                                    "background": BACKGROUNDS})
+        unknown = sorted(set(self.budget_fixed) - {"iterations", "max_gaussians"})
+        if unknown:
+            raise SettingError("building", "budget_fixed", self.budget_fixed,
+                               "the budget chooses iterations and max_gaussians; only those can be kept")
 
-    def resolved(self, train_views: int | None = None) -> "BuildConfig":
-        """A copy with the densification schedule filled in from the budget.
+    def default_max_gaussians(self, train_pixels: int, initial: int | None = None) -> int:
+        """The cap for `train_pixels` training pixels (all views) and `initial` Gaussians at the
+        start (default: init_max_points): see `max_gaussians`."""
+        cap = int(round(train_pixels / self.pixels_per_gaussian))
+        floor = 2 * (self.init_max_points if initial is None else initial)
+        return min(max(cap, floor), MAX_DEFAULT_GAUSSIANS)
+
+    def resolved(self, train_pixels: int | None = None, train_views: int | None = None,
+                 initial: int | None = None) -> "BuildConfig":
+        """A copy with iterations, cap and densification schedule filled in.
 
         Args:
+            train_pixels: pixels of all training views, for the default cap (without it an
+                unset max_gaussians stays None).
             train_views: number of training views, for far_field_stale_steps (without it an
                 unset value stays None).
+            initial: the initial Gaussian count, the default cap's floor (half of it).
         """
-        frac = self.iterations / 30_000
+        iterations = self.iterations
+        cap = self.max_gaussians
+        if cap is None and train_pixels is not None:
+            cap = self.default_max_gaussians(train_pixels, initial)
+        frac = iterations / 30_000
 
         def scaled(value: int | None, base: int, minimum: int = 1) -> int:
             return int(value) if value is not None else max(minimum, round(base * frac))
@@ -142,7 +179,7 @@ class BuildConfig:
         if stale is None and train_views is not None:
             stale = train_views + interval
         return dataclasses.replace(
-            self,
+            self, iterations=iterations, max_gaussians=cap,
             densify_start=scaled(self.densify_start, 500),
             densify_stop=scaled(self.densify_stop, 15_000),
             densify_interval=interval,
@@ -168,11 +205,11 @@ class BuildConfig:
 
 #: The meaningful values of BuildConfig's numeric fields (types are checked for every field).
 _RANGES = {
-    "iterations": AT_LEAST_1, "seed": NON_NEGATIVE, "torch_threads": NON_NEGATIVE,
+    "iterations": AT_LEAST_1, "minutes": POSITIVE, "seed": NON_NEGATIVE, "torch_threads": NON_NEGATIVE,
     "lambda_l1": UNIT, "max_sh_degree": Range(0, 3), "sh_interval": AT_LEAST_1,
     **{name: POSITIVE for name in ("lr_means", "lr_means_final", "lr_sh_dc", "lr_sh_rest", "lr_opacity",
                                    "lr_scales", "lr_quats", "adam_eps", "grow_grad2d", "grow_scale3d",
-                                   "prune_scale3d", "prune_scale2d")},
+                                   "prune_scale3d", "prune_scale2d", "pixels_per_gaussian")},
     "init_max_points": AT_LEAST_1, "init_min_points": NON_NEGATIVE, "init_random_points": AT_LEAST_1,
     "init_opacity": OPEN_UNIT, "max_gaussians": AT_LEAST_1, "far_field_spacing": NON_NEGATIVE,
     "far_field_radius": Range(1, open_lo=True), "far_field_stale_steps": AT_LEAST_1,

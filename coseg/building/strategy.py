@@ -41,6 +41,7 @@ import torch
 
 from coseg.building.config import BuildConfig
 from coseg.building.optim import Params, update_params
+from coseg.errors import CosegError
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +75,11 @@ class DensifyStrategy:
 
     @classmethod
     def from_config(cls, config: BuildConfig) -> "DensifyStrategy":
-        """The strategy of a (resolved) build configuration."""
+        """The strategy of a resolved build configuration (`BuildConfig.resolved`)."""
         c = config.resolved()
+        if c.max_gaussians is None:
+            raise CosegError("building: the Gaussian cap is unresolved (resolve the settings with the "
+                             "training pixel count first)")
         return cls(start=c.densify_start, stop=c.densify_stop, interval=c.densify_interval,
                    reset_interval=c.opacity_reset_interval, grow_grad2d=c.grow_grad2d,
                    grow_scale3d=c.grow_scale3d, prune_opacity=c.prune_opacity,

@@ -38,6 +38,7 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
+from coseg.building.budget import plan_budget, probe_step_cost
 from coseg.building.checkpoint import load_latest_checkpoint, restore_rng_states, save_checkpoint
 from coseg.building.config import BuildConfig
 from coseg.building.farfield import far_field_gaussians
@@ -147,6 +148,7 @@ def _train(scene: Scene, config: BuildConfig, run_dir: str | Path | RunDir,
     from coseg.io.ply import write_gaussians_ply
     from coseg.render import camera_tensors
 
+    wall_start = time.perf_counter()
     run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
     ckpt = None
     if resume or run.config_path.exists():
@@ -171,22 +173,35 @@ def _train(scene: Scene, config: BuildConfig, run_dir: str | Path | RunDir,
     views = [View(TrainingTarget.load(scene, c), *camera_tensors(c), width, height) for c in cams]
     background = torch.ones(3) if scene.white_background else torch.zeros(3)
     held = views[0]
-    config = config.resolved(train_views=len(cams))
+    train_pixels = width * height * len(cams)
+    budgeted = ckpt is None and config.minutes is not None
+    user_config = config
+    config = config.resolved(train_pixels, len(cams))
     if config.torch_threads > 0:
         torch.set_num_threads(config.torch_threads)
 
     random.seed(config.seed)
     np.random.seed(config.seed)
     torch.manual_seed(config.seed)
+    budget_report = None
     if ckpt is None:
         gaussians, is_far, init_report = initial_model(scene, views, config, extent, background)
         params = create_params(gaussians, config.max_sh_degree)
+        config = user_config.resolved(train_pixels, len(cams), initial=len(gaussians))
+        if budgeted:
+            cost, probe = probe_step_cost(params, config, views, background)
+            config, budget_report = plan_budget(user_config, cost, len(gaussians),
+                                                time.perf_counter() - wall_start, train_pixels)
+            config = config.resolved(train_pixels, len(cams), initial=len(gaussians))
+            budget_report.update(probe)
         optimizer = create_optimizer(params, config, extent)
         strategy = DensifyStrategy.from_config(config)
         state = strategy.initialize_state(len(gaussians), far=is_far)
         start, elapsed0, raster0, rest0, cpu0 = 0, 0.0, 0.0, 0.0, 0.0
-        run.update_config("building", {"source": "train", "settings": config.to_dict(),
-                                       "extent": extent, "init": init_report})
+        section = {"source": "train", "settings": config.to_dict(), "extent": extent, "init": init_report}
+        if budget_report is not None:
+            section["budget"] = budget_report
+        run.update_config("building", section)
     else:
         params = {k: torch.nn.Parameter(v) for k, v in ckpt["params"].items()}
         optimizer = create_optimizer(params, config, extent)
@@ -276,6 +291,10 @@ def _train(scene: Scene, config: BuildConfig, run_dir: str | Path | RunDir,
         "its_per_s": iteration / max(elapsed, 1e-9), "peak_rss_mb_train": peak_rss_mb(),
         "train_view_psnr": record.get("psnr"),
     }
+    if budget_report is not None:
+        summary["budget"] = {**{k: budget_report[k] for k in ("minutes", "predicted_total_s", "iterations",
+                                                             "max_gaussians")},
+                             "actual_total_s": time.perf_counter() - wall_start}
     if stopped:  # the checkpoint is the resume point; a partial model is no result
         run.update_metrics("building", summary, replace=True)
         log.info("stopped after %d iterations (checkpoint kept): resume to finish", iteration)

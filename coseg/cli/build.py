@@ -1,6 +1,6 @@
 """`coseg build`: the Gaussian Building Stage from the command line.
 
-    coseg build SCENE --out RUN [--iterations N] [--set name=value ...]
+    coseg build SCENE --out RUN [--minutes M] [--iterations N] [--set name=value ...]
     coseg build --resume RUN
     coseg build [SCENE] --import-ply FILE --out RUN
 
@@ -36,10 +36,14 @@ def add_parser(sub) -> None:
     p.add_argument("--import-ply", type=Path, metavar="FILE", help="import a trained 3DGS .ply, no training")
     p.add_argument("--overwrite", action="store_true",
                    help="build again into the run in --out (its old result is kept in RUN/previous/)")
-    p.add_argument("--iterations", type=int, help="number of training steps")
+    p.add_argument("--minutes", type=float,
+                   help="time budget: iterations and Gaussian cap (unless given) are chosen to finish in "
+                        "about this many minutes on this machine, after timing a few steps")
+    p.add_argument("--iterations", type=int, help="number of training steps (default 3000)")
     p.add_argument("--seed", type=int, help="random seed")
     p.add_argument("--max-sh-degree", type=int, help="highest SH degree (0-3)")
-    p.add_argument("--max-gaussians", type=int, help="cap on the Gaussian count")
+    p.add_argument("--max-gaussians", type=int,
+                   help="cap on the Gaussian count (default: one per 80 training pixels)")
     p.add_argument("--backend", help="render backend: auto, cpu, gsplat, inria")
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                    help="any BuildConfig field, e.g. --set lr_opacity=0.025 (repeatable)")
@@ -48,7 +52,7 @@ def add_parser(sub) -> None:
 
 
 #: BuildConfig fields with their own option (the rest are set with --set NAME=VALUE).
-_NAMED = ("iterations", "seed", "max_sh_degree", "max_gaussians", "backend")
+_NAMED = ("iterations", "minutes", "seed", "max_sh_degree", "max_gaussians", "backend")
 
 
 def config_from_args(args) -> "Any":
@@ -62,6 +66,9 @@ def config_from_args(args) -> "Any":
     for name in _NAMED:
         if getattr(args, name) is not None:
             values[name], options[name] = getattr(args, name), "--" + name.replace("_", "-")
+    if args.minutes is not None:
+        # the budget chooses iterations and cap, except the ones given explicitly
+        values["budget_fixed"] = [n for n in ("iterations", "max_gaussians") if getattr(args, n) is not None]
     fields = {f.name for f in dataclasses.fields(BuildConfig)}
     for item in args.set:
         name, sep, text = item.partition("=")

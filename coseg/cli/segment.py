@@ -67,6 +67,8 @@ def add_parser(sub) -> None:
     r.add_argument("--resume", action="store_true",
                    help="continue the run in --out: skip completed stages, resume a stopped one, run the rest")
     r.add_argument("--iterations", type=int, help="building iterations")
+    r.add_argument("--minutes", type=float,
+                   help="building time budget: iterations and Gaussian cap chosen to fit (coseg build --minutes)")
     r.add_argument("--import-ply", type=Path, metavar="FILE", help="skip training: import a trained .ply")
     _segment_args(r)
     add_scene_options(r)
