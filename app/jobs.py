@@ -30,7 +30,7 @@ from PySide6.QtWidgets import QFileDialog, QInputDialog, QMessageBox
 from app.workers import GeneratorWorker
 
 SEGMENT_CHECKPOINT = "checkpoints/segment.pt"
-"""Where the segmentation stage keeps its checkpoint inside a run (`SegmentationModel.checkpoint_path`)."""
+"""Where the segmentation stage keeps its checkpoint inside a run (`coseg.segment.stage.Trainer.checkpoint_path`)."""
 
 if TYPE_CHECKING:
     from app.main_window import MainWindow

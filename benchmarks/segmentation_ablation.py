@@ -40,16 +40,17 @@ import sys
 import time
 from pathlib import Path
 
+#: row -> (field, its settings that differ from the defaults; "loss" nests the CoSeg loss's).
 ROWS = {
-    "gt-vote": dict(field="gt-vote"),
-    "label-vote": dict(field="label-vote"),
-    "per-gaussian": dict(field="per-gaussian"),
-    "no-dino": dict(use_dino=False),
-    "no-spatial": dict(use_spatial=False),
-    "single-scale": dict(single_scale=True),
-    "ce": dict(loss="ce"),
-    "unweighted": dict(class_balance=0.0),
-    "full": dict(),
+    "gt-vote": ("gt-vote", {}),
+    "label-vote": ("label-vote", {}),
+    "per-gaussian": ("per-gaussian", {}),
+    "no-dino": ("coseg", {"use_dino": False}),
+    "no-spatial": ("coseg", {"use_spatial": False}),
+    "single-scale": ("coseg", {"single_scale": True}),
+    "ce": ("coseg", {"loss": {"pixel_loss": "ce"}}),
+    "unweighted": ("coseg", {"loss": {"class_balance": 0.0}}),
+    "full": ("coseg", {}),
 }
 
 
@@ -87,9 +88,9 @@ def oracle_row(run: Path, name: str) -> dict:
     from coseg.io.ply import read_gaussians_ply
     from coseg.run import RunDir
     from coseg.segment.evaluate import evaluate_segmentation
-    from coseg.segment.infer import write_segment_outputs
     from coseg.segment.config import SegmentConfig
-    from coseg.segment.vote import vote_labels
+    from coseg.segment.fields.label_vote import vote_labels
+    from coseg.segment.infer import write_segment_outputs
 
     row = make_row_run(run, name)
     rundir = RunDir.open(row)
@@ -114,16 +115,15 @@ def run_row(run: Path, name: str, iterations: int, lr_schedule: str = "constant"
     from coseg.run import RunDir
     from coseg.segment.config import SegmentConfig
     from coseg.segment.evaluate import evaluate_segmentation
-    from coseg.segment.losses import CoSegLossConfig
     from coseg.segment.stage import segment
 
-    opts = dict(ROWS[name])
-    if opts.get("field") == "gt-vote":
+    field, settings = ROWS[name]
+    if field == "gt-vote":
         return oracle_row(run, name + suffix)
-    loss = CoSegLossConfig(pixel_loss=opts.pop("loss", "js"),
-                           class_balance=opts.pop("class_balance", CoSegLossConfig.class_balance))
-    config = SegmentConfig(iterations=iterations, loss=loss, lr_schedule=lr_schedule, seed=seed,
-                           extractor=extractor, **opts)
+    if field == "coseg":
+        settings = {**settings, "extractor": extractor}
+    config = SegmentConfig(field=field, field_config=settings or None, iterations=iterations,
+                           lr_schedule=lr_schedule, seed=seed)
     row = make_row_run(run, name + suffix)
     t0 = time.perf_counter()
     last = {}

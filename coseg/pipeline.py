@@ -259,10 +259,12 @@ def _check_segment(p: Pipeline) -> None:
     check_segmentation_scene(p.scene)
     if "labels" not in {s.name for s in p.planned}:  # a labels stage would make them
         collect_labels(p.scene, p.scene.train_cameras)
-    if config.dino_weights is not None and not Path(config.dino_weights).is_file():
-        raise InputError(f"--dino-weights {config.dino_weights}: file not found")
-    if config.spatial_weights not in ("shipped", "random") and not Path(config.spatial_weights).is_file():
-        raise InputError(f"--spatial-weights {config.spatial_weights}: not \"shipped\", \"random\" or a file")
+    field = config.field_config  # weight files of the CoSeg field (other fields have none)
+    dino_weights, spatial_weights = getattr(field, "dino_weights", None), getattr(field, "spatial_weights", "shipped")
+    if dino_weights is not None and not Path(dino_weights).is_file():
+        raise InputError(f"--dino-weights {dino_weights}: file not found")
+    if spatial_weights not in ("shipped", "random") and not Path(spatial_weights).is_file():
+        raise InputError(f"--spatial-weights {spatial_weights}: not \"shipped\", \"random\" or a file")
     if "build" not in {s.name for s in p.planned} and not (Path(p.request.out) / "gaussians.ply").is_file():
         raise InputError(f"{p.request.out}: has no gaussians.ply — run the building stage first "
                          f"(coseg build SCENE --out {p.request.out}, or coseg build --resume {p.request.out})")

@@ -1,7 +1,7 @@
 """Plugin registry.
 
 Kinds: ``scene_reader``, ``feature_extractor``, ``label_source``,
-``render_backend``, ``exporter``. A plugin package exposes an entry point in
+``render_backend``, ``exporter``, ``segmentation_field``. A plugin package exposes an entry point in
 the group ``coseg.plugins`` whose target is a callable ``register(registry)``;
 it calls ``registry.add(kind, name, obj)``. The built-in plugins in the
 top-level ``plugins/`` package register the same way (entry point
@@ -18,6 +18,8 @@ What each kind's object must provide (checked on registration):
 - label_source: ``detect(path) -> bool`` and ``load(...)``.
 - render_backend: ``available() -> bool`` and ``rasterize(...)``.
 - exporter: ``suffix`` and ``export(gaussians, path, **options)``.
+- segmentation_field: a `coseg.segment.fields.Field` subclass (``config_class``,
+  ``prepare``, ``train_step``, ``infer``, ``state_dict``, ``load_state_dict``).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from typing import Any, Callable
 
 log = logging.getLogger(__name__)
 
-KINDS = ("scene_reader", "feature_extractor", "label_source", "render_backend", "exporter")
+KINDS = ("scene_reader", "feature_extractor", "label_source", "render_backend", "exporter", "segmentation_field")
 GROUP = "coseg.plugins"
 
 _REQUIRED = {
@@ -37,6 +39,7 @@ _REQUIRED = {
     "label_source": ("detect", "load"),
     "render_backend": ("available", "rasterize"),
     "exporter": ("suffix", "export"),
+    "segmentation_field": ("config_class", "prepare", "train_step", "infer", "state_dict", "load_state_dict"),
 }
 
 

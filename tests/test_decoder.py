@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from coseg.segment.decoder import DecoderConfig, FusionDecoder, gather_fusion_inputs, learnable_params_mb
-from coseg.segment.field import IdentityField
+from coseg.segment.fields.per_gaussian import IdentityField
 from coseg.segment.losses import CoSegLossConfig, coseg_loss, js_loss, kl_regulariser
 from coseg.segment.randla import RandLAEncoder
 
@@ -96,7 +96,7 @@ def test_identity_field_baseline():
     rendered = torch.randn(8, 8, 16)
     assert tuple(field.classify(rendered).shape) == (8, 8, 4)
     xyz = np.random.default_rng(0).normal(size=(50, 3))
-    reg = field.regulariser(xyz, np.random.default_rng(0))
+    reg = field.regulariser(torch.arange(50), xyz, np.random.default_rng(0))
     reg.backward()
     assert reg.item() > 0 and field.identities.grad.abs().sum() > 0
     lrs = [g["lr"] for g in field.param_groups()]

@@ -236,28 +236,26 @@ def test_missing_or_unknown_choices_are_one_clear_line(tmp_path, monkeypatch):
     from coseg.segment.config import SegmentConfig
 
     with pytest.raises(InputError, match="unknown DINO model 'vitl14'"):
-        SegmentConfig(dino_model="vitl14")
+        SegmentConfig(field_config={"dino_model": "vitl14"})
     with pytest.raises(InputError, match="unknown feature extractor 'clip'"):
-        SegmentConfig(extractor="clip")
+        SegmentConfig(field_config={"extractor": "clip"})
 
 
 def test_feature_cache_key_covers_extractor_model_weights_blocks_and_image_size(tmp_path):
     from types import SimpleNamespace
 
     from coseg.features.efficientnet import EfficientNetExtractor
-    from coseg.segment.config import SegmentConfig
     from coseg.segment.prepare import feature_cache_key
 
     gaussians = tmp_path / "gaussians.ply"
     gaussians.write_bytes(b"ply")
     cams = [SimpleNamespace(name=f"v{i}", width=64, height=48) for i in range(3)]
-    config = SegmentConfig()
     w1, w2 = tmp_path / "a.pth", tmp_path / "b.pth"
     torch.save({"x": torch.zeros(3)}, w1)
     torch.save({"x": torch.ones(3)}, w2)
 
     def key(extractor, views=cams):
-        return feature_cache_key(gaussians, views, extractor, config)
+        return feature_cache_key(gaussians, views, extractor, feature_dim=64, seed=0)
 
     base = key(DinoExtractor("vits8", weights=w1))
     assert key(DinoExtractor("vits8", weights=w1)) == base

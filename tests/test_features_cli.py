@@ -30,9 +30,9 @@ def tiny_run(tmp_path_factory):
 def test_dino_model_and_extractor_reach_the_config():
     args = build_parser().parse_args(["segment", "RUN", "--extractor", "dino", "--dino-model", "dinov2_vits14",
                                       "--dino-weights", "w.pth"])
-    config = config_from_args(args)
+    config = config_from_args(args).field_config
     assert (config.extractor, config.dino_model, config.dino_weights) == ("dino", "dinov2_vits14", "w.pth")
-    assert config_from_args(build_parser().parse_args(["segment", "RUN"])).extractor == "auto"
+    assert config_from_args(build_parser().parse_args(["segment", "RUN"])).field_config.extractor == "auto"
 
 
 def test_missing_dino_weights_path_is_one_line(tiny_run, tmp_path, capsys):

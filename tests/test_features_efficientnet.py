@@ -233,7 +233,6 @@ def test_four_scales_unproject_like_dino(tmp_path):
     from coseg.io.ply import read_point_cloud
     from coseg.readers import read_scene
     from coseg.render import gaussian_tensors
-    from coseg.segment.config import SegmentConfig
     from coseg.segment.prepare import unproject_scales
     from coseg.synth import SynthConfig, generate
 
@@ -246,7 +245,7 @@ def test_four_scales_unproject_like_dino(tmp_path):
     tiny_dino = DinoExtractor(vit=VisionTransformer(ViTConfig(dim=48, depth=4, heads=2, pretrain_size=32)).eval())
 
     def unproject(extractor, cache):
-        recs = list(unproject_scales(scene, scene.train_cameras, params, extractor, SegmentConfig(),
+        recs = list(unproject_scales(scene, scene.train_cameras, params, extractor, 64, 0,
                                      tmp_path / cache, "k"))
         return recs[-1]["result"]
 

@@ -34,8 +34,13 @@ def tiny_run(tmp_path_factory):
     return root / "run", scene
 
 
-def _run(run_dir, iterations=50, **kw):
-    config = SegmentConfig(iterations=iterations, log_every=10, extractor="appearance", spatial_weights="random", **kw)
+#: The CoSeg field's settings in these tests: no weights to load.
+TINY_COSEG = {"extractor": "appearance", "spatial_weights": "random"}
+
+
+def _run(run_dir, iterations=50, field="coseg", **kw):
+    config = SegmentConfig(field=field, field_config=TINY_COSEG if field == "coseg" else None,
+                           iterations=iterations, log_every=10, **kw)
     return list(segment(run_dir, config, overwrite=True))  # the tests share one run
 
 
@@ -94,7 +99,7 @@ def test_stop_then_resume(tiny_run):
             return self.calls > self.n
 
     run_dir = tiny_run[0]
-    config = SegmentConfig(iterations=20, log_every=5, extractor="appearance", spatial_weights="random")
+    config = SegmentConfig(iterations=20, log_every=5, field_config=TINY_COSEG)
     recs = list(segment(run_dir, config, stop_event=StopAt(4 + 12), overwrite=True))
     assert recs[-1]["stage"] == "stopped"
     stopped_at = recs[-1]["iteration"]
@@ -125,20 +130,18 @@ def test_labels_with_one_class_only_is_clear(tmp_path):
     run = RunDir.create(tmp_path / "run", scene)
     write_gaussians_ply(Gaussians.from_points(xyz, rgb, scale=0.05, opacity=0.9), run.gaussians_path)
     with pytest.raises(InputError, match="hold 1 class"):
-        list(segment(run.path, SegmentConfig(iterations=1, extractor="appearance")))
+        list(segment(run.path, SegmentConfig(iterations=1, field_config=TINY_COSEG)))
     shutil.rmtree(scene / "labels")
     with pytest.raises(InputError, match="no training view has a label map"):
-        list(segment(run.path, SegmentConfig(iterations=1, extractor="appearance")))
+        list(segment(run.path, SegmentConfig(iterations=1, field_config=TINY_COSEG)))
 
 
 def test_cosine_schedule_runs_from_the_start_rate_to_the_final_ratio():
-    from types import SimpleNamespace
-
-    from coseg.segment.model import SegmentationModel
+    from coseg.segment.stage import lr_factor
 
     def factors(schedule):
-        model = SimpleNamespace(config=SegmentConfig(iterations=101, lr_schedule=schedule, lr_final_ratio=0.02))
-        return np.array([SegmentationModel.lr_factor(model, it) for it in range(1, 102)])
+        config = SegmentConfig(iterations=101, lr_schedule=schedule, lr_final_ratio=0.02)
+        return np.array([lr_factor(config, it) for it in range(1, 102)])
 
     assert np.all(factors("constant") == 1.0)
     cos = factors("cosine")

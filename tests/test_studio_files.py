@@ -172,7 +172,8 @@ def test_segment_job_reports_progress_and_stops(qtbot, tmp_path):
     run = RunDir.create(tmp_path / "run", scene)
     write_gaussians_ply(Gaussians.from_points(xyz, rgb, scale=np.maximum(d[:, 1:].mean(1), 1e-3), opacity=0.9),
                         run.gaussians_path)
-    config = SegmentConfig(iterations=10_000, log_every=1, extractor="appearance", spatial_weights="random")
+    config = SegmentConfig(iterations=10_000, log_every=1,
+                           field_config={"extractor": "appearance", "spatial_weights": "random"})
     worker = segment_worker(tmp_path / "run", config)
     records, trained = [], threading.Event()
 

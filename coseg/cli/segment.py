@@ -15,32 +15,32 @@ from coseg.cli.scene_options import add_scene_options, settings_from_args
 
 def _segment_args(p) -> None:
     g = p.add_argument_group("segmentation")
-    g.add_argument("--field", choices=["coseg", "per-gaussian", "label-vote"], default="coseg",
-                   help="segmentation field: the paper's decoder, the Gaussian Grouping baseline, or the "
-                        "training-free vote of the raw labels onto the Gaussians (a reference)")
+    g.add_argument("--field", default="coseg",
+                   help="segmentation field: coseg (the paper's decoder), per-gaussian (the Gaussian Grouping "
+                        "baseline), label-vote (the training-free vote of the raw labels onto the Gaussians, a "
+                        "reference), or a field added by a plugin")
     g.add_argument("--seg-iterations", type=int, default=6000, help="segmentation iterations (paper: 6000)")
     g.add_argument("--lr-schedule", choices=["constant", "cosine"], default=None,
                    help="learning rate over the iterations (default constant, the paper's Adam 1e-3; "
                         "cosine decays every rate to 1%% of its start)")
-    g.add_argument("--extractor", choices=["auto", "dino", "efficientnet", "appearance"], default="auto",
-                   help="2D features (auto: DINO if its weights are present, else the offline ImageNet "
-                        "EfficientNet-Lite0; appearance: weight-free colour/texture cues)")
-    g.add_argument("--dino-model", choices=["vits8", "vitb8", "dinov2_vits14", "dinov2_vits14_reg"],
-                   default="vits8", help="DINO architecture; the checkpoint must match it")
-    g.add_argument("--dino-weights", type=Path,
-                   help="DINO checkpoint path (default: the official file in the torch hub cache)")
-    g.add_argument("--loss", choices=["js", "ce"], default="js", help="pixel loss (ce: ablation)")
-    g.add_argument("--pi-label", type=float, help="JS loss weight of the raw label (default 0.5)")
-    g.add_argument("--class-balance", type=float,
-                   help="exponent beta of the pixel-loss class weights freq**-beta (0 = off, the paper's plain mean)")
-    g.add_argument("--no-dino", action="store_true", help="ablation: no unprojected 2D features")
-    g.add_argument("--no-spatial", action="store_true", help="ablation: no RandLA-Net spatial features")
-    g.add_argument("--single-scale", action="store_true", help="ablation: one fusion level")
     g.add_argument("--attendance-tau", type=float, help="attendance-rate pruning threshold (default 1e-6)")
-    g.add_argument("--spatial-weights", default="shipped",
-                   help='RandLA-Net weights: "shipped", "random" or a checkpoint path')
     g.add_argument("--seg-seed", type=int, default=0, help="seed of the segmentation stage")
-
+    c = p.add_argument_group("CoSeg field (--field coseg)")
+    c.add_argument("--extractor", choices=["auto", "dino", "efficientnet", "appearance"],
+                   help="2D features (default auto: DINO if its weights are present, else the offline ImageNet "
+                        "EfficientNet-Lite0; appearance: weight-free colour/texture cues)")
+    c.add_argument("--dino-model", choices=["vits8", "vitb8", "dinov2_vits14", "dinov2_vits14_reg"],
+                   help="DINO architecture (default vits8); the checkpoint must match it")
+    c.add_argument("--dino-weights", type=Path,
+                   help="DINO checkpoint path (default: the official file in the torch hub cache)")
+    c.add_argument("--loss", choices=["js", "ce"], help="pixel loss (default js; ce: ablation)")
+    c.add_argument("--pi-label", type=float, help="JS loss weight of the raw label (default 0.5)")
+    c.add_argument("--class-balance", type=float,
+                   help="exponent beta of the pixel-loss class weights freq**-beta (0 = off, the paper's plain mean)")
+    c.add_argument("--no-dino", action="store_true", help="ablation: no unprojected 2D features")
+    c.add_argument("--no-spatial", action="store_true", help="ablation: no RandLA-Net spatial features")
+    c.add_argument("--single-scale", action="store_true", help="ablation: one fusion level")
+    c.add_argument("--spatial-weights", help='RandLA-Net weights: "shipped" (default), "random" or a checkpoint path')
 
 def add_parser(sub) -> None:
     p = sub.add_parser("segment", help="learn the segmentation field of a built run (CoSegGaussians)",
@@ -75,26 +75,38 @@ def add_parser(sub) -> None:
     r.set_defaults(func=run_pipeline, seed=None, max_sh_degree=None, max_gaussians=None, backend=None, set=[])
 
 
+#: CLI options of the CoSeg field -> its settings (the loss's are nested under "loss").
+_COSEG_OPTIONS = {"extractor": "extractor", "dino_model": "dino_model", "dino_weights": "dino_weights",
+                  "spatial_weights": "spatial_weights", "loss": "loss.pixel_loss", "pi_label": "loss.pi_label",
+                  "class_balance": "loss.class_balance"}
+_COSEG_SWITCHES = {"no_dino": ("use_dino", False), "no_spatial": ("use_spatial", False),
+                   "single_scale": ("single_scale", True)}
+
+
 def config_from_args(args):
-    from coseg.segment.config import SegmentConfig
-    from coseg.segment.losses import CoSegLossConfig
-
+    """The stage's settings from the parsed options; a CoSeg option given to another field is an error."""
     from coseg.cli.options import named_options
+    from coseg.errors import InputError
+    from coseg.segment.config import SegmentConfig
 
-    loss = {"pixel_loss": args.loss}
-    if args.pi_label is not None:
-        loss["pi_label"] = args.pi_label
-    if args.class_balance is not None:
-        loss["class_balance"] = args.class_balance
-    with named_options(_OPTIONS):
-        loss_config = CoSegLossConfig(**loss)
-    values = dict(field=args.field, iterations=args.seg_iterations, extractor=args.extractor,
-                  dino_model=args.dino_model,
-                  use_dino=not args.no_dino, use_spatial=not args.no_spatial,
-                  single_scale=args.single_scale, spatial_weights=args.spatial_weights,
-                  seed=args.seg_seed, loss=loss_config)
-    if args.dino_weights is not None:
-        values["dino_weights"] = str(args.dino_weights)
+    field_config: dict = {}
+    given = []
+    for opt, key in _COSEG_OPTIONS.items():
+        value = getattr(args, opt)
+        if value is not None:
+            given.append(opt)
+            section, _, name = key.rpartition(".")
+            (field_config.setdefault(section, {}) if section else field_config)[name] = (
+                str(value) if isinstance(value, Path) else value)
+    for opt, (key, value) in _COSEG_SWITCHES.items():
+        if getattr(args, opt):
+            given.append(opt)
+            field_config[key] = value
+    if given and args.field != "coseg":
+        flags = ", ".join("--" + opt.replace("_", "-") for opt in given)
+        raise InputError(f"{flags}: settings of --field coseg, not of --field {args.field}")
+    values = dict(field=args.field, field_config=field_config or None, iterations=args.seg_iterations,
+                  seed=args.seg_seed)
     if args.attendance_tau is not None:
         values["attendance_tau"] = args.attendance_tau
     if args.lr_schedule is not None:

@@ -85,6 +85,48 @@ def collect_labels(scene, cams) -> LabelSet:
     return LabelSet(class_ids, lut, labelled, missing)
 
 
+def label_index_maps(scene, cams, labels: LabelSet) -> dict[int, torch.Tensor]:
+    """[H, W] int64 output-index maps (-1 = void) of the labelled training views, by camera index."""
+    return {i: torch.from_numpy(labels.to_index(scene.load_labels(cams[i]))) for i in labels.labelled}
+
+
+def attendance_counts(cams, params: dict) -> np.ndarray:
+    """[N] blended training pixels of every Gaussian (what attendance-rate pruning counts).
+
+    The count does not depend on what is unprojected, so a one-channel map stands in for the
+    features of the fields that unproject none.
+    """
+    from coseg.render import camera_tensors, unproject_features
+
+    viewmats, Ks = zip(*(camera_tensors(c) for c in cams))
+    ones = (np.ones((c.height, c.width, 1), np.float32) for c in cams)
+    _, counts = unproject_features(params["means"], params["quats"], params["scales"], params["opacities"],
+                                   torch.stack(viewmats), torch.stack(Ks), cams[0].width, cams[0].height, ones)
+    return np.asarray(counts, np.int64)
+
+
+def prune_by_attendance(counts: np.ndarray, tau: float, cams) -> np.ndarray:
+    """[N_kept] int64 indices of the Gaussians that reach the attendance rate over `cams`.
+
+    Raises:
+        InputError: pruning removed every Gaussian.
+    """
+    from coseg.render import attendance_mask
+
+    kept = np.flatnonzero(attendance_mask(counts, tau, len(cams), cams[0].width, cams[0].height))
+    if len(kept) == 0:
+        raise InputError(f"attendance-rate pruning (tau={tau:g}) removed every Gaussian; "
+                         "lower --attendance-tau")
+    log.info("attendance pruning (tau=%g) kept %d of %d Gaussians", tau, len(kept), len(counts))
+    return kept.astype(np.int64)
+
+
+def kept_tensors(params: dict, kept: np.ndarray) -> dict:
+    """The Gaussian tensors of the kept Gaussians only (contiguous copies)."""
+    idx = torch.from_numpy(kept)
+    return {k: v[idx].contiguous() for k, v in params.items()}
+
+
 def _resize_to(maps: list[np.ndarray], hw: tuple[int, int]) -> np.ndarray:
     """Bilinearly resize 4 maps [h_n, w_n, D] to `hw` and concatenate -> [H', W', 4D]."""
     out = []
@@ -97,7 +139,7 @@ def _resize_to(maps: list[np.ndarray], hw: tuple[int, int]) -> np.ndarray:
     return np.ascontiguousarray(np.concatenate(out, axis=-1))
 
 
-def feature_cache_key(gaussians_path: Path, cams, extractor, config) -> str:
+def feature_cache_key(gaussians_path: Path, cams, extractor, feature_dim: int, seed: int) -> str:
     """Key of the unprojected-feature cache: everything the cached features depend on.
 
     The Gaussians file (size, mtime), the views and their image size, the extractor's
@@ -110,17 +152,17 @@ def feature_cache_key(gaussians_path: Path, cams, extractor, config) -> str:
     # Not the path: ablation runs share a copy of the same gaussians.ply (and this cache).
     h.update(f"{st.st_size}:{st.st_mtime_ns}".encode())
     h.update(json.dumps([[c.name, c.width, c.height] for c in cams]).encode())
-    h.update(f"{extractor_fingerprint(extractor)}:{config.feature_dim}:{config.seed}".encode())
+    h.update(f"{extractor_fingerprint(extractor)}:{feature_dim}:{seed}".encode())
     return h.hexdigest()[:16]
 
 
-def unproject_scales(scene, cams, params: dict, extractor, config, cache_dir: Path,
+def unproject_scales(scene, cams, params: dict, extractor, feature_dim: int, seed: int, cache_dir: Path,
                      cache_key: str) -> Iterator[dict]:
     """Extract, reduce and unproject 4 feature scales; yields progress, returns via `result`.
 
     The final record has ``result = (f_d [N, sum(widths)] float32, counts [N] int64, widths)``:
     the 4 scales side by side, scale n taking ``widths[n]`` channels (at most
-    `config.feature_dim`; fewer for a scale with fewer channels or samples, see `fit_pca`).
+    `feature_dim`; fewer for a scale with fewer channels or samples, see `fit_pca`).
     """
     from coseg.features.pca import FeatureReducer
     from coseg.render import camera_tensors, unproject_features
@@ -136,7 +178,7 @@ def unproject_scales(scene, cams, params: dict, extractor, config, cache_dir: Pa
     # One spill folder per process: two stages sharing a cache (ablation rows run side by side)
     # would otherwise write and delete each other's view files.
     spill = cache_dir / f"spill-{os.getpid()}"
-    reducer = FeatureReducer(extractor, dim=config.feature_dim, seed=config.seed, spill_dir=spill)
+    reducer = FeatureReducer(extractor, dim=feature_dim, seed=seed, spill_dir=spill)
     import time
 
     t0 = time.perf_counter()
@@ -181,6 +223,16 @@ class ViewInputs:
     f_e: torch.Tensor | None
 
 
+def visible_sets(cams, params: dict, indices: list[int]) -> Iterator[tuple[int, int, np.ndarray]]:
+    """(position in `indices`, camera index, [P] visible kept-Gaussian indices) for every view in `indices`."""
+    from coseg.render import camera_tensors, visible_set
+
+    for j, i in enumerate(indices):
+        viewmat, K = camera_tensors(cams[i])
+        yield j, i, np.asarray(visible_set(params["means"], params["quats"], params["scales"],
+                                           params["opacities"], viewmat, K, cams[i].width, cams[i].height))
+
+
 def encode_views(cams, params: dict, encoder, use_spatial: bool, seed: int,
                  indices: list[int], scale: float = 1.0) -> Iterator[dict]:
     """Visible set + frozen RandLA-Net encoding of each view; yields progress records.
@@ -188,14 +240,10 @@ def encode_views(cams, params: dict, encoder, use_spatial: bool, seed: int,
     Every record carries ``view_inputs`` (a `ViewInputs`), or None for a view
     that sees no Gaussian.
     """
-    from coseg.render import camera_tensors, visible_set
     from coseg.segment.randla import build_hierarchy
 
     means = params["means"].detach().numpy()
-    for j, i in enumerate(indices):
-        viewmat, K = camera_tensors(cams[i])
-        vis = np.asarray(visible_set(params["means"], params["quats"], params["scales"],
-                                     params["opacities"], viewmat, K, cams[i].width, cams[i].height))
+    for j, i, vis in visible_sets(cams, params, indices):
         rec = {"stage": "spatial", "view": j + 1, "views": len(indices), "view_inputs": None}
         if len(vis) >= 2:
             rng = np.random.default_rng([seed, i])

@@ -23,12 +23,14 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from typing import Iterator
 
 import numpy as np
 import torch
 
 from coseg.errors import InputError
+from coseg.segment.fields.base import Field
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +51,9 @@ def vote_labels(scene, cams, gaussians, tau: float) -> dict:
     Raises:
         InputError: no labels, one class only, or pruning removed every Gaussian.
     """
-    from coseg.render import attendance_mask, camera_tensors, gaussian_tensors, unproject_features
+    from coseg.render import camera_tensors, gaussian_tensors, unproject_features
     from coseg.segment.infer import fill_from_nearest
-    from coseg.segment.prepare import collect_labels
+    from coseg.segment.prepare import collect_labels, prune_by_attendance
 
     labels = collect_labels(scene, cams)
     views = [cams[i] for i in labels.labelled]
@@ -72,9 +74,7 @@ def vote_labels(scene, cams, gaussians, tau: float) -> dict:
                                        torch.stack(viewmats), torch.stack(Ks), views[0].width, views[0].height,
                                        one_hot_maps())
     unproject_s = time.perf_counter() - t0
-    kept = np.flatnonzero(attendance_mask(counts, tau, len(views), views[0].width, views[0].height))
-    if len(kept) == 0:
-        raise InputError(f"attendance-rate pruning (tau={tau:g}) removed every Gaussian; lower --attendance-tau")
+    kept = prune_by_attendance(counts, tau, views)
     votes = np.asarray(votes[kept], np.float32)
     voted = votes.sum(1) > 0
     if not voted.any():
@@ -85,25 +85,29 @@ def vote_labels(scene, cams, gaussians, tau: float) -> dict:
     return {"votes": votes, "kept": kept.astype(np.int64), "labels": labels, "unproject_s": unproject_s}
 
 
-def vote_stage(run, scene, gaussians, config) -> Iterator[dict]:
-    """The segmentation stage of `--field label-vote`: vote, write outputs, yield records like `segment`."""
-    from coseg.building.trainer import peak_rss_mb
-    from coseg.segment.infer import write_segment_outputs
+@dataclass(frozen=True)
+class LabelVoteConfig:
+    """The label vote has no settings of its own (attendance pruning is the stage's)."""
 
-    t0 = time.perf_counter()
-    yield {"stage": "vote", "views": len(scene.train_cameras)}
-    result = vote_labels(scene, scene.train_cameras, gaussians, config.attendance_tau)
-    labels = result["labels"]
-    info = {"feature_extractor": "none (label vote)", "learnable_params_mb": 0.0,
-            "gaussians": len(gaussians), "kept": int(len(result["kept"])),
-            "pruned": int(len(gaussians) - len(result["kept"])), "classes": [int(v) for v in labels.class_ids],
-            "labelled_views": len(labels.labelled), "views_without_labels": labels.missing,
-            "unproject_s": round(result["unproject_s"], 2)}
-    yield {"stage": "infer"}
-    with run.writing_results("segmentation") as out:
-        summary = write_segment_outputs(run, scene, gaussians, result["kept"], labels.class_ids,
-                                        result["votes"], info, "label-vote", out.dir)
-        summary.update(prepare_s=round(time.perf_counter() - t0, 2), train_s=0.0,
-                       segmentation_total_s=round(time.perf_counter() - t0, 2), peak_rss_mb=round(peak_rss_mb(), 1))
-        out.metrics = summary
-    yield {"stage": "done", **summary, "completed": True}
+
+class LabelVoteField(Field):
+    """The vote behind the field interface: computed in `prepare`, nothing to train."""
+
+    config_class = LabelVoteConfig
+    trainable = False
+
+    def prepare(self) -> Iterator[dict]:
+        inputs = self.inputs
+        yield {"stage": "vote", "views": len(inputs.cameras)}
+        result = vote_labels(inputs.scene, inputs.cameras, inputs.gaussians, inputs.attendance_tau)
+        labels = result["labels"]
+        self.kept, self.class_ids, self.votes = result["kept"], labels.class_ids, result["votes"]
+        n = len(inputs.gaussians)
+        self.info.update(feature_extractor="none (label vote)", learnable_params_mb=0.0, gaussians=n,
+                         kept=int(len(self.kept)), pruned=int(n - len(self.kept)),
+                         classes=[int(v) for v in labels.class_ids], labelled_views=len(labels.labelled),
+                         views_without_labels=labels.missing, unproject_s=round(result["unproject_s"], 2))
+
+    def infer(self) -> np.ndarray:
+        """The class fractions of the vote."""
+        return self.votes
