@@ -26,6 +26,7 @@ from coseg.synth.labels import (STUFF, LabelConsistency, LabelNoiseConfig, confu
                                 simulate_labels)
 from coseg.synth.layout import build_layout
 from coseg.synth.raycast import Renderer
+from coseg.synth.view_errors import ViewCorrelatedErrors
 from coseg.synth.writer import check_target, staging, write_classes, write_transforms, write_view
 
 __all__ = ["generate", "SynthConfig", "LabelNoiseConfig", "parse_size"]
@@ -47,7 +48,8 @@ def generate(out_dir: str | Path, config: SynthConfig | None = None, *, force: b
         Summary: {"path", "kind", "seed", "views": {"train", "test"}, "size",
         "classes", "instances_per_class", "raw_label_miou_test",
         "raw_label_miou_train", "raw_label_pixel_accuracy_test", "consistency"
-        (see `LabelConsistency.summary`), "points", "seconds"}.
+        (see `LabelConsistency.summary`), "view_correlated_errors" (instances per kind,
+        `ViewCorrelatedErrors.summary`), "points", "seconds"}.
 
     Raises:
         InputError: a bad setting or an unusable destination.
@@ -64,6 +66,7 @@ def generate(out_dir: str | Path, config: SynthConfig | None = None, *, force: b
     rates = instance_error_rates(len(layout.instance_class), cfg.seed, cfg.labels)
     confusions = confusion_ids(layout.classes)
     stuff = {k for k, v in layout.classes.items() if v in STUFF}
+    correlated = ViewCorrelatedErrors(layout, views, confusions, stuff, cfg.seed, cfg.labels)
     confusion = {"train": ConfusionMatrix(n_cls), "test": ConfusionMatrix(n_cls)}
     consistency = LabelConsistency(layout.instance_class, max(4, int(0.0005 * cfg.width * cfg.height)))
     point_rng = np.random.default_rng([cfg.seed, 4])
@@ -73,7 +76,7 @@ def generate(out_dir: str | Path, config: SynthConfig | None = None, *, force: b
         for i, view in enumerate(views):
             r = renderer.render(view)
             raw = simulate_labels(r.classes, r.instances, layout.instance_class, rates, confusions, stuff,
-                                  cfg.seed, i, cfg.labels)
+                                  cfg.seed, i, cfg.labels, correlated.for_view(view.c2w[:3, 3]), r.points)
             write_view(tmp, view, r, raw)
             confusion[view.split].update(raw, r.classes)
             consistency.add(r.instances, raw)
@@ -93,6 +96,7 @@ def generate(out_dir: str | Path, config: SynthConfig | None = None, *, force: b
             "raw_label_miou_train": miou(confusion["train"]),
             "raw_label_pixel_accuracy_test": pixel_accuracy(confusion["test"]),
             "consistency": consistency.summary(),
+            "view_correlated_errors": correlated.summary(),
         }
         counts = np.bincount(layout.instance_class, minlength=n_cls)
         instances = {layout.classes[k]: int(counts[k]) for k in range(n_cls) if counts[k]}

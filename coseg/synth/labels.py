@@ -6,16 +6,22 @@ differently in every view, (b) gives a whole object, or part of it, a
 plausible wrong class in some views and the right one in others (the
 cross-view inconsistency the CoSeg loss is designed against), (c) misses
 small objects, which take the label of what surrounds them, and (d) makes a
-few blob-shaped mistakes. `simulate_labels` applies these effects in the
-order (b), (c), (a: bleeding masks, then a smooth warp), (d). Every random
-choice is seeded by (seed, view, instance), so the result is deterministic
-and independent of the order views are generated in. Pixel quantities are
-given at a 320-pixel-wide image and scale with the width.
+few blob-shaped mistakes. These are per-view errors: drawn independently in
+every view. Beside them it repeats mistakes over a contiguous range of
+viewpoints (`coseg.synth.view_errors`): (e) a whole object given its
+look-alike class from one side, (f) one 3D part of an object confused from
+one side, (g) a mask overshooting an edge by an amount that depends on the
+view direction. `simulate_labels` applies the effects in the order (e, f),
+(b), (c), (a with g: bleeding masks, then a smooth warp), (d). Every random
+choice is seeded by (seed, view, instance) or (seed, instance), so the
+result is deterministic and independent of the order views are generated
+in. Pixel quantities are given at a 320-pixel-wide image and scale with
+the width. `noise_preset` gives the settings of the three documented mixes.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy import ndimage
@@ -36,7 +42,7 @@ _REF_WIDTH = 320.0
 
 @dataclass
 class LabelNoiseConfig:
-    """Strengths of the simulated segmenter errors (the defaults give a raw-label mIoU of 0.57-0.68 on the room, seeds 0-3)."""
+    """Strengths of the simulated segmenter errors; the defaults mix per-view and view-correlated errors."""
 
     confusion_mean: float = 0.15
     """Mean over instances of the per-view probability that an instance (or part of it) gets a wrong class."""
@@ -60,15 +66,54 @@ class LabelNoiseConfig:
     """Mean (Poisson) number of blob-shaped errors per view."""
     blob_radius: float = 0.04
     """Largest blob radius as a fraction of the image width."""
+    object_sector_probability: float = 0.3
+    """Probability that an instance (not floor/wall/ceiling) takes one look-alike class in every view from its error range."""
+    part_sector_probability: float = 0.2
+    """Probability that one side of a fixed plane through an instance takes one wrong class in every view from its error range."""
+    boundary_bias_probability: float = 0.3
+    """Probability that an instance's mask overshoots its edges by an amount that depends on the view direction..."""
+    boundary_bias_px: float = 4.0
+    """...by at most this many pixels (at 320 wide), seen from the instance's bias direction."""
+    sector_fraction: float = 0.4
+    """Share of the cameras that see an instance lying in its error range (a contiguous arc of view directions)."""
 
     def validate(self) -> None:
         """Raise ValueError naming the first setting out of range."""
-        for name in ("confusion_mean", "confusion_max", "partial_fraction", "small_area", "miss_probability", "bleed_probability"):
+        for name in ("confusion_mean", "confusion_max", "partial_fraction", "small_area", "miss_probability",
+                     "bleed_probability", "object_sector_probability", "part_sector_probability",
+                     "boundary_bias_probability", "sector_fraction"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"label noise {name} must be in [0, 1], got {getattr(self, name)}")
-        for name in ("confusion_concentration", "bleed_max_px", "jitter_max_px", "blobs_per_view", "blob_radius"):
+        for name in ("confusion_concentration", "bleed_max_px", "jitter_max_px", "blobs_per_view", "blob_radius",
+                     "boundary_bias_px"):
             if getattr(self, name) < 0:
                 raise ValueError(f"label noise {name} must be >= 0, got {getattr(self, name)}")
+
+
+#: The documented mixes of errors (docs/demo-scene.md): name -> settings that differ from the defaults.
+_PRESETS = {
+    "mixed": {},
+    "per-view": dict(object_sector_probability=0.0, part_sector_probability=0.0, boundary_bias_probability=0.0),
+    "correlated": dict(confusion_mean=0.0, miss_probability=0.0, bleed_probability=0.0, jitter_max_px=0.0,
+                       blobs_per_view=0.0),
+    "none": dict(confusion_mean=0.0, miss_probability=0.0, bleed_probability=0.0, jitter_max_px=0.0,
+                 blobs_per_view=0.0, object_sector_probability=0.0, part_sector_probability=0.0,
+                 boundary_bias_probability=0.0),
+}
+NOISE_PRESETS = tuple(_PRESETS)
+
+
+def noise_preset(name: str, **overrides) -> LabelNoiseConfig:
+    """Settings of a documented mix: "mixed" (the default: both kinds), "per-view" (only errors drawn
+    independently in every view), "correlated" (only view-correlated errors) or "none"; `overrides`
+    change single settings.
+
+    Raises:
+        ValueError: unknown name or setting.
+    """
+    if name not in _PRESETS:
+        raise ValueError(f"unknown label-noise mix {name!r} (known: {', '.join(_PRESETS)})")
+    return replace(LabelNoiseConfig(), **{**_PRESETS[name], **overrides})
 
 
 def confusion_ids(classes: dict[int, str]) -> dict[int, list[int]]:
@@ -88,7 +133,7 @@ def instance_error_rates(n_instances: int, seed: int, cfg: LabelNoiseConfig) -> 
 
 def simulate_labels(gt: np.ndarray, instances: np.ndarray, instance_class: np.ndarray, rates: np.ndarray,
                     confusions: dict[int, list[int]], stuff_ids: set[int], seed: int, view: int,
-                    cfg: LabelNoiseConfig) -> np.ndarray:
+                    cfg: LabelNoiseConfig, view_errors=None, points: np.ndarray | None = None) -> np.ndarray:
     """Corrupt one view's GT like a zero-shot segmenter would.
 
     Args:
@@ -100,6 +145,8 @@ def simulate_labels(gt: np.ndarray, instances: np.ndarray, instance_class: np.nd
         stuff_ids: class ids only ever mislabelled in part.
         seed, view: seed of the scene and index of the view.
         cfg: effect strengths.
+        view_errors: this view's view-correlated errors (`view_errors.ViewErrors`), or None.
+        points: [H, W, 3] world hit points, needed when `view_errors` has part errors.
 
     Returns:
         [H, W] uint8 raw label ids.
@@ -109,6 +156,8 @@ def simulate_labels(gt: np.ndarray, instances: np.ndarray, instance_class: np.nd
     out = gt.copy()
     boxes = ndimage.find_objects(instances + 1)
     visible = [k for k, sl in enumerate(boxes) if sl is not None]
+    if view_errors is not None:
+        _apply_view_errors(out, instances, boxes, view_errors, points)
     missed, bleeding, areas = [], [], {}
     for k in visible:
         rng = np.random.default_rng([seed, 1, view, k])
@@ -124,8 +173,13 @@ def simulate_labels(gt: np.ndarray, instances: np.ndarray, instance_class: np.nd
             if cls in stuff_ids or rng.random() < cfg.partial_fraction:
                 mask = mask & _half_plane(mask, rng)
             out[sl][mask] = wrong
+        radius = 0
         if rng.random() < cfg.bleed_probability and cfg.bleed_max_px > 0:
-            bleeding.append((k, max(1, int(round(rng.integers(1, cfg.bleed_max_px + 1) * px)))))
+            radius = max(1, int(round(rng.integers(1, cfg.bleed_max_px + 1) * px)))
+        if view_errors is not None and k in view_errors.bias_px:
+            radius = max(radius, int(round(view_errors.bias_px[k] * px)))
+        if radius > 0:
+            bleeding.append((k, radius))
     for k in missed:
         _fill_from_surroundings(out, instances, boxes[k], k)
     # Larger instances bleed first; each bleeding instance keeps its own pixels,
@@ -138,6 +192,20 @@ def simulate_labels(gt: np.ndarray, instances: np.ndarray, instance_class: np.nd
     for _ in range(int(rng.poisson(cfg.blobs_per_view))):
         _blob(out, confusions, cfg.blob_radius * W, rng)
     return out
+
+
+def _apply_view_errors(out: np.ndarray, instances: np.ndarray, boxes, errors, points: np.ndarray | None) -> None:
+    """Whole-object (e) and 3D-part (f) view-correlated confusions of the instances in view."""
+    for k, wrong in errors.object_class.items():
+        if k < len(boxes) and boxes[k] is not None:
+            sl = boxes[k]
+            out[sl][instances[sl] == k] = wrong
+    for k, (normal, offset, wrong) in errors.part_class.items():
+        if k < len(boxes) and boxes[k] is not None:
+            if points is None:
+                raise ValueError("part errors need the view's world hit points")
+            sl = boxes[k]
+            out[sl][(instances[sl] == k) & (points[sl] @ normal > offset)] = wrong
 
 
 def _half_plane(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
