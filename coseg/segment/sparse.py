@@ -1,0 +1,140 @@
+"""Fixed sparse linear maps applied to learned per-point values, with their gradient.
+
+Two parts of the CoSeg field are fixed linear maps: the decoder's KNN
+upsampling (each point takes an inverse-distance-weighted mean of k points of
+the coarser set) and the rendering of per-Gaussian logits through frozen
+geometry (each pixel takes sum_i alpha_i T_i s_i, `coseg.render.blend_weights`).
+`SparseRows` holds such a map as CSR rows and `apply` multiplies it with a
+dense [n_cols, C] tensor in a parallel numba loop over rows; the backward
+pass scatters every row's gradient to its columns, each thread into its own
+buffer (summed at the end), so no atomics and no stored transpose are needed
+(the rendering matrices of all training views are the stage's largest
+arrays). `_apply` is the dense float64 twin used by the tests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numba as nb
+import numpy as np
+import torch
+
+
+@nb.njit(parallel=True, cache=True, nogil=True, fastmath=True)
+def _csr_matmul(indptr, indices, weights, x, out):
+    """out[r] = sum_j weights[j] * x[indices[j]] over row r's entries."""
+    n_ch = x.shape[1]
+    for r in nb.prange(indptr.shape[0] - 1):
+        for c in range(n_ch):
+            out[r, c] = 0.0
+        for j in range(indptr[r], indptr[r + 1]):
+            w = weights[j]
+            col = indices[j]
+            for c in range(n_ch):
+                out[r, c] += w * x[col, c]
+
+
+@nb.njit(parallel=True, cache=True, nogil=True, fastmath=True)
+def _csr_matmul_t(indptr, indices, weights, grad, n_chunks, out):
+    """out[c] = sum of weights[j] * grad[r] over the entries j of rows r in chunk c (out: [n_chunks, n_cols, C])."""
+    n_rows = indptr.shape[0] - 1
+    n_ch = grad.shape[1]
+    for chunk in nb.prange(n_chunks):
+        buf = out[chunk]
+        buf[:] = 0.0
+        for r in range(chunk * n_rows // n_chunks, (chunk + 1) * n_rows // n_chunks):
+            for j in range(indptr[r], indptr[r + 1]):
+                w = weights[j]
+                col = indices[j]
+                for c in range(n_ch):
+                    buf[col, c] += w * grad[r, c]
+
+
+@dataclass
+class SparseRows:
+    """A fixed [n_rows, n_cols] sparse matrix in CSR form."""
+
+    indptr: np.ndarray
+    """[n_rows + 1] int64."""
+    indices: np.ndarray
+    """[nnz] int32 column of each entry."""
+    weights: np.ndarray
+    """[nnz] float32."""
+    n_cols: int
+    """Columns (the length of the vectors it maps)."""
+
+    def __post_init__(self) -> None:
+        self.indptr = np.ascontiguousarray(self.indptr, np.int64)
+        self.indices = np.ascontiguousarray(self.indices, np.int32)
+        self.weights = np.ascontiguousarray(self.weights, np.float32)
+        self.n_cols = int(self.n_cols)
+
+    @classmethod
+    def from_neighbours(cls, idx: np.ndarray, w: np.ndarray, n_cols: int) -> "SparseRows":
+        """Rows with k entries each: idx [n_rows, k] columns, w [n_rows, k] weights."""
+        n, k = idx.shape
+        return cls(np.arange(0, n * k + 1, k), idx.reshape(-1), w.reshape(-1), n_cols)
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.indptr) - 1
+
+    @property
+    def nnz(self) -> int:
+        return len(self.indices)
+
+    @property
+    def nbytes(self) -> int:
+        return self.indptr.nbytes + self.indices.nbytes + self.weights.nbytes
+
+    def rows(self, keep: np.ndarray) -> "SparseRows":
+        """The matrix made of rows `keep` (int indices, in that order)."""
+        start, stop = self.indptr[keep], self.indptr[keep + 1]
+        counts = stop - start
+        indptr = np.concatenate([[0], np.cumsum(counts)])
+        take = np.repeat(start - indptr[:-1], counts) + np.arange(indptr[-1])
+        return SparseRows(indptr, self.indices[take], self.weights[take], self.n_cols)
+
+
+class _Apply(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, matrix: SparseRows) -> torch.Tensor:
+        ctx.matrix = matrix
+        xs = np.ascontiguousarray(x.detach().numpy(), np.float32)
+        out = np.empty((matrix.n_rows, xs.shape[1]), np.float32)
+        _csr_matmul(matrix.indptr, matrix.indices, matrix.weights, xs, out)
+        return torch.from_numpy(out)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        m = ctx.matrix
+        g = np.ascontiguousarray(grad.numpy(), np.float32)
+        n_chunks = max(1, min(nb.get_num_threads(), m.n_rows))
+        out = np.empty((n_chunks, m.n_cols, g.shape[1]), np.float32)
+        _csr_matmul_t(m.indptr, m.indices, m.weights, g, n_chunks, out)
+        return torch.from_numpy(out.sum(0) if n_chunks > 1 else out[0]), None
+
+
+def apply(matrix: SparseRows, x: torch.Tensor) -> torch.Tensor:
+    """matrix @ x, differentiable in x.
+
+    Args:
+        matrix: [R, N] `SparseRows`.
+        x: [N, C] float32.
+
+    Returns:
+        [R, C] float32.
+    """
+    if x.shape[0] != matrix.n_cols:
+        raise ValueError(f"sparse apply: the matrix has {matrix.n_cols} columns, x has {x.shape[0]} rows")
+    return _Apply.apply(x.float(), matrix)
+
+
+def _apply(matrix: SparseRows, x: torch.Tensor) -> torch.Tensor:
+    """Dense float64 twin of `apply`."""
+    dense = torch.zeros(matrix.n_rows, matrix.n_cols, dtype=torch.float64)
+    rows = torch.from_numpy(np.repeat(np.arange(matrix.n_rows), np.diff(matrix.indptr)))
+    dense.index_put_((rows, torch.from_numpy(matrix.indices.astype(np.int64))),
+                     torch.from_numpy(matrix.weights).double(), accumulate=True)
+    return dense @ x.double()
