@@ -33,7 +33,8 @@ def scene():
 def test_shapes_and_gradients_only_into_decoder(scene, kw):
     enc, encoded, feats = scene
     dec = FusionDecoder(DecoderConfig(num_classes=6, **kw))
-    out = dec(gather_fusion_inputs(encoded["hierarchy"], encoded, feats))
+    out = dec(gather_fusion_inputs(encoded["hierarchy"], encoded if kw.get("use_spatial", True) else None,
+                                   feats if kw.get("use_dino", True) else None))
     assert tuple(out["logits"].shape) == (800, 6)
     h = encoded["hierarchy"]
     for n, f in out["fused"].items():
@@ -65,19 +66,39 @@ def test_coseg_loss_combines_pixel_and_regulariser(scene):
     assert ce.item() == pytest.approx(0.8 * -torch.log(probs[torch.arange(800), labels]).mean().item(), rel=1e-5)
 
 
+def test_a_decode_plan_gives_the_values_of_the_full_decoding(scene):
+    from coseg.segment.decoder import DecodePlan
+
+    _, encoded, feats = scene
+    dec = FusionDecoder(DecoderConfig(num_classes=5))
+    inputs = gather_fusion_inputs(encoded["hierarchy"], encoded, feats)
+    full = dec(inputs)
+    points = np.sort(np.random.default_rng(3).choice(800, 150, replace=False))
+    plan = DecodePlan.for_points(inputs, points)
+    assert len(plan.sets[1]) < len(encoded["hierarchy"].xyz[1])  # only what the 150 points read
+    part = dec(inputs.take(plan))
+    torch.testing.assert_close(part["logits"], full["logits"][torch.from_numpy(points)], rtol=1e-5, atol=1e-5)
+    for n in (2, 3, 4):
+        torch.testing.assert_close(part["fused"][n], full["fused"][n][torch.from_numpy(plan.sets[n - 1])],
+                                   rtol=1e-5, atol=1e-5)
+
+
 def test_single_scale_has_no_global_path(scene):
     _, encoded, feats = scene
     dec = FusionDecoder(DecoderConfig(num_classes=3, single_scale=True))
     assert list(dec.mlps) == ["1"]
-    assert dec.mlps["1"][0].in_features == 64 + 32
+    assert dec.mlps["1"].frozen.in_features == 64 + 32 and dec.mlps["1"].carried is None
 
 
-def test_full_decoder_input_widths():
+def test_full_decoder_input_widths(scene):
     dec = FusionDecoder(DecoderConfig(num_classes=3))
-    assert dec.mlps["4"][0].in_features == 64 + 512 + 512
-    assert dec.mlps["1"][0].in_features == 64 + 32 + 64
+    assert dec.mlps["4"].frozen.in_features == 64 + 512 + 512 and dec.mlps["4"].carried is None
+    assert dec.mlps["1"].frozen.in_features == 64 + 32 and dec.mlps["1"].carried.in_features == 64
     nosp = FusionDecoder(DecoderConfig(num_classes=3, use_spatial=False))
-    assert nosp.mlps["4"][0].in_features == 64
+    assert nosp.mlps["4"].frozen.in_features == 64
+    _, encoded, feats = scene
+    with pytest.raises(ValueError, match="level 1 takes 64 frozen channels, got 96"):
+        nosp(gather_fusion_inputs(encoded["hierarchy"], encoded, feats))
     with pytest.raises(ValueError, match="needs 2D features"):
         FusionDecoder(DecoderConfig(num_classes=3, use_dino=False, use_spatial=False))
 

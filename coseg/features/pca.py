@@ -38,9 +38,13 @@ class PCAProjection:
     components: np.ndarray
     """[k, D] float32, rows are unit principal directions, largest variance first."""
 
+    def project(self, features: np.ndarray) -> np.ndarray:
+        """[..., D] -> [..., k] float32 principal coordinates (centred, not normalised)."""
+        return ((np.asarray(features, np.float32) - self.mean) @ self.components.T).astype(np.float32)
+
     def apply(self, features: np.ndarray, eps: float = 1e-8) -> np.ndarray:
         """[..., D] -> [..., k] float32, L2-normalised along the last axis."""
-        y = (np.asarray(features, np.float32) - self.mean) @ self.components.T
+        y = self.project(features)
         return (y / (np.linalg.norm(y, axis=-1, keepdims=True) + eps)).astype(np.float32)
 
 

@@ -5,11 +5,21 @@ unprojected 2D features f_dn and RandLA-Net spatial features f_sn.
 
 At level n = 4 … 1 the decoder concatenates [US(previous), f_dn, f_sn],
 applies a shared MLP (Linear -> LayerNorm -> LeakyReLU(0.2); LayerNorm because
-a batch is one view's points, and BatchNorm statistics of one view would leak
-between views), then upsamples to level n-1 by inverse-distance KNN
-interpolation (k_up neighbours, `Hierarchy.up_idx`). A final Linear maps the
-level-1 output to one logit per class; the level-1 MLP plays the role of the
-first of the paper's "shared FC layers".
+it normalises each point on its own, so a point's output does not depend on
+which other points are decoded with it), then upsamples to level n-1 by
+inverse-distance KNN interpolation (k_up neighbours, `Hierarchy.up_idx`,
+applied as a fixed sparse map, `coseg.segment.sparse`). A final Linear maps
+the level-1 output to one logit per class; the level-1 MLP plays the role of
+the first of the paper's "shared FC layers".
+
+Everything but US(previous) is frozen, so each level's inputs are packed once
+into one frozen block [f_dn ⊕ f_sn (⊕ US(f_e) at level 4)] (`FusionInputs`)
+and the MLP's first Linear is split into a part on the frozen block and a
+bias-free part on US(previous): the same function as one Linear on the
+concatenation, without back-propagating into inputs that do not learn.
+Because every operation is per point or a fixed map from the coarser level,
+decoding a subset of the points with the coarser points its upsampling reads
+(`DecodePlan`) gives exactly the values a decoding of every point gives.
 
 Ablations: ``use_dino=False`` drops f_dn; ``use_spatial=False`` drops f_sn and
 f_e (level 4 then starts from f_d4 alone); ``single_scale=True`` keeps only
@@ -24,7 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from coseg.segment.knn import interpolate
+from coseg.segment.sparse import SparseRows, apply
 
 
 @dataclass(frozen=True)
@@ -51,49 +61,91 @@ class DecoderConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def frozen_dim(self, n: int) -> int:
+        """Width of level n's (0-based) frozen block."""
+        d = (self.feature_dims[n] if self.use_dino else 0) + (self.spatial_dims[n] if self.use_spatial else 0)
+        if n == 3 and self.use_spatial:
+            d += self.bottleneck_dim
+        return d
+
 
 @dataclass
 class FusionInputs:
-    """Per-level inputs of one view's visible Gaussians (level n = index n-1)."""
+    """The decoder's inputs for one point set (level n at index n-1)."""
 
-    f_d: list[torch.Tensor] | None
-    """4 tensors [P_n, feature_dims[n]]: unprojected features at level n's points."""
-    f_s: list[torch.Tensor] | None
-    """4 tensors [P_n, spatial_dims[n]] from the encoder."""
-    f_e: torch.Tensor | None
-    """[P_5, bottleneck_dim] from the encoder."""
-    up_idx: list[torch.Tensor]
-    """4 int64 tensors [P_n, k_up] into the next coarser set."""
-    up_w: list[torch.Tensor]
-    """4 float tensors [P_n, k_up] inverse-distance weights."""
+    frozen: list[torch.Tensor]
+    """4 tensors [P_n, D_n]: each level's frozen block f_dn ⊕ f_sn (⊕ US(f_e) at level 4)."""
+    up: list[SparseRows]
+    """3 maps [P_n, P_{n+1}] (n = 1..3): inverse-distance KNN upsampling from the next coarser level."""
+
+    def take(self, plan: "DecodePlan") -> "FusionInputs":
+        """The inputs of a `DecodePlan`'s points only."""
+        return FusionInputs([f[torch.from_numpy(s)] for f, s in zip(self.frozen, plan.sets)], plan.up)
+
+
+@dataclass
+class DecodePlan:
+    """Which points of every level a decoding of some level-1 points needs."""
+
+    sets: list[np.ndarray]
+    """4 int64 arrays: indices of the points decoded at levels 1..4 (level 1 = the requested points)."""
+    up: list[SparseRows]
+    """The upsampling maps between those subsets (columns renumbered to the coarser subset)."""
+
+    @classmethod
+    def for_points(cls, inputs: FusionInputs, points: np.ndarray) -> "DecodePlan":
+        """The plan that decodes level-1 `points` (int indices) of `inputs`."""
+        sets, ups = [np.asarray(points, np.int64)], []
+        for up in inputs.up:
+            rows = up.rows(sets[-1])
+            used = np.unique(rows.indices).astype(np.int64)
+            ups.append(SparseRows(rows.indptr, np.searchsorted(used, rows.indices), rows.weights, len(used)))
+            sets.append(used)
+        return cls(sets, ups)
 
 
 def gather_fusion_inputs(hierarchy, encoded: dict | None, features: list[torch.Tensor] | None) -> FusionInputs:
-    """Index per-Gaussian features at every level of a hierarchy.
+    """Pack the frozen per-level inputs of a hierarchy's points.
 
     Args:
-        hierarchy: `coseg.segment.randla.Hierarchy` of the visible Gaussians.
-        encoded: the encoder's output dict (``f_s``, ``f_e``) or None.
-        features: 4 tensors [P, D_n] of unprojected features of the visible
-            Gaussians (the hierarchy's level-1 order), or None.
+        hierarchy: `coseg.segment.randla.Hierarchy` of the point set.
+        encoded: the encoder's output dict (``f_s``, ``f_e``) or None (no spatial features).
+        features: 4 tensors [P, D_n] of unprojected features of the points (the
+            hierarchy's level-1 order), or None (no 2D features).
 
     Returns:
         `FusionInputs`.
     """
-    f_d = None
-    if features is not None:
-        f_d = [features[n][torch.from_numpy(hierarchy.point_idx[n])] for n in range(4)]
-    return FusionInputs(
-        f_d=f_d,
-        f_s=None if encoded is None else list(encoded["f_s"]),
-        f_e=None if encoded is None else encoded["f_e"],
-        up_idx=[torch.from_numpy(np.asarray(i)) for i in hierarchy.up_idx],
-        up_w=[torch.from_numpy(np.asarray(w)) for w in hierarchy.up_w],
-    )
+    up = [SparseRows.from_neighbours(np.asarray(i), np.asarray(w), len(hierarchy.xyz[n + 1]))
+          for n, (i, w) in enumerate(zip(hierarchy.up_idx, hierarchy.up_w))]
+    frozen = []
+    for n in range(4):
+        parts = []
+        if features is not None:
+            parts.append(features[n][torch.from_numpy(hierarchy.point_idx[n])].float())
+        if encoded is not None:
+            parts.append(encoded["f_s"][n].float())
+            if n == 3:
+                parts.append(apply(up[3], encoded["f_e"].float()))
+        frozen.append(torch.cat(parts, dim=-1))
+    return FusionInputs(frozen, up[:3])
 
 
-def _mlp(c_in: int, c_out: int) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(c_in, c_out), nn.LayerNorm(c_out), nn.LeakyReLU(0.2))
+class _Level(nn.Module):
+    """One shared MLP: LeakyReLU(LayerNorm(Linear(frozen) + Linear(US(previous)))), the second without bias."""
+
+    def __init__(self, frozen_dim: int, carried_dim: int, width: int) -> None:
+        super().__init__()
+        self.frozen = nn.Linear(frozen_dim, width)
+        self.carried = nn.Linear(carried_dim, width, bias=False) if carried_dim else None
+        self.norm = nn.LayerNorm(width)
+        self.act = nn.LeakyReLU(0.2)
+
+    def forward(self, frozen: torch.Tensor, carried: torch.Tensor | None) -> torch.Tensor:
+        x = self.frozen(frozen)
+        if self.carried is not None:
+            x = x + self.carried(carried)
+        return self.act(self.norm(x))
 
 
 class FusionDecoder(nn.Module):
@@ -108,51 +160,35 @@ class FusionDecoder(nn.Module):
         levels = [0] if config.single_scale else [3, 2, 1, 0]
         mlps = {}
         for n in levels:
-            c_in = 0
-            if config.use_dino:
-                c_in += config.feature_dims[n]
-            if config.use_spatial:
-                c_in += config.spatial_dims[n]
-            if not config.single_scale:
-                if n < 3:
-                    c_in += config.widths[n + 1]
-                elif config.use_spatial:
-                    c_in += config.bottleneck_dim
-            mlps[str(n + 1)] = _mlp(c_in, config.widths[n])
+            carried = config.widths[n + 1] if (n < 3 and not config.single_scale) else 0
+            mlps[str(n + 1)] = _Level(config.frozen_dim(n), carried, config.widths[n])
         self.mlps = nn.ModuleDict(mlps)
         self.head = nn.Linear(config.widths[0], config.num_classes)
 
-    def _concat(self, inputs: FusionInputs, n: int, carried: torch.Tensor | None) -> torch.Tensor:
-        parts = [] if carried is None else [carried]
-        if self.config.use_dino:
-            parts.append(inputs.f_d[n])
-        if self.config.use_spatial:
-            parts.append(inputs.f_s[n])
-        return torch.cat(parts, dim=-1)
-
     def forward(self, inputs: FusionInputs) -> dict:
-        """Decode logits for every level-1 point (every visible Gaussian).
+        """Decode logits for every level-1 point of `inputs`.
 
         Args:
-            inputs: `FusionInputs` of one point set.
+            inputs: `FusionInputs` of one point set (or of a `DecodePlan`'s subset).
 
         Returns:
             dict with ``logits`` [P_1, num_classes] and ``fused``: level (1..4) ->
             [P_n, widths[n-1]] shared-MLP outputs (levels 3 and 4 feed the 3D
             regulariser; only level 1 exists with ``single_scale``).
         """
+        for n, block in enumerate(inputs.frozen[:1] if self.config.single_scale else inputs.frozen):
+            if block.shape[1] != self.config.frozen_dim(n):
+                raise ValueError(f"fusion decoder: level {n + 1} takes {self.config.frozen_dim(n)} frozen channels, "
+                                 f"got {block.shape[1]} (inputs packed for other features or ablation switches)")
         fused: dict[int, torch.Tensor] = {}
         if self.config.single_scale:
-            fused[1] = self.mlps["1"](self._concat(inputs, 0, None))
+            fused[1] = self.mlps["1"](inputs.frozen[0], None)
             return {"logits": self.head(fused[1]), "fused": fused}
-        carried = None
-        if self.config.use_spatial:
-            carried = interpolate(inputs.f_e, inputs.up_idx[3], inputs.up_w[3])
+        x = None
         for n in (3, 2, 1, 0):
-            x = self.mlps[str(n + 1)](self._concat(inputs, n, carried))
+            carried = None if x is None else apply(inputs.up[n], x)
+            x = self.mlps[str(n + 1)](inputs.frozen[n], carried)
             fused[n + 1] = x
-            if n > 0:
-                carried = interpolate(x, inputs.up_idx[n - 1], inputs.up_w[n - 1])
         return {"logits": self.head(fused[1]), "fused": fused}
 
 

@@ -7,7 +7,6 @@ inverse-distance upsampling and the 3D regulariser.
 from __future__ import annotations
 
 import numpy as np
-import torch
 from scipy.spatial import cKDTree
 
 
@@ -69,17 +68,3 @@ def inverse_distance_weights(query: np.ndarray, points: np.ndarray, k: int,
     w = 1.0 / (dist + eps)
     w /= w.sum(1, keepdims=True)
     return idx, w.astype(np.float32)
-
-
-def interpolate(features: torch.Tensor, idx: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """Weighted sum of neighbour features (KNN inverse-distance upsampling).
-
-    Args:
-        features: [P, C] features at the coarse points.
-        idx: [Q, k] int64 indices into the coarse points.
-        weights: [Q, k] weights (rows sum to 1).
-
-    Returns:
-        [Q, C] features at the query points.
-    """
-    return (features[idx] * weights.unsqueeze(-1)).sum(1)

@@ -167,8 +167,19 @@ def ce_loss(probs: torch.Tensor, labels: torch.Tensor, ignore_index: int = -1,
     return _mean(-torch.log(q[valid].clamp_min(1e-12)), labels[valid], weights)
 
 
+def neighbour_table(xyz: np.ndarray, k: int, include_self: bool = False) -> np.ndarray:
+    """[P, k] int64: the k nearest points of every point of a set (itself excluded unless `include_self`).
+
+    `kl_regulariser` looks its neighbours up here when a set is regularised many times.
+    """
+    p = len(xyz)
+    k = max(1, min(k, p if include_self else p - 1))
+    return knn_indices(xyz, xyz, k, exclude=None if include_self else np.arange(p))
+
+
 def kl_regulariser(features: torch.Tensor, xyz: np.ndarray, num_samples: int, k: int,
-                   rng: np.random.Generator, include_self: bool = False) -> torch.Tensor:
+                   rng: np.random.Generator, include_self: bool = False,
+                   neighbours: np.ndarray | None = None) -> torch.Tensor:
     """3D neighbourhood KL regulariser of one feature scale (Eq. 9).
 
     Samples M points, finds their K nearest neighbours in 3D (themselves
@@ -185,6 +196,8 @@ def kl_regulariser(features: torch.Tensor, xyz: np.ndarray, num_samples: int, k:
         rng: numpy random generator for the sampling.
         include_self: keep the point itself among its neighbours (Gaussian
             Grouping's variant).
+        neighbours: optional [P, >= k] `neighbour_table` of the same points (built with
+            the same `include_self`), instead of a KNN search per call.
 
     Returns:
         Scalar tensor (0 when P < 2).
@@ -195,7 +208,10 @@ def kl_regulariser(features: torch.Tensor, xyz: np.ndarray, num_samples: int, k:
     m = min(num_samples, p)
     k = min(k, p if include_self else p - 1)
     sample = np.sort(rng.choice(p, size=m, replace=False))
-    neigh = knn_indices(xyz[sample], xyz, k, exclude=None if include_self else sample)
+    if neighbours is not None:
+        neigh = neighbours[sample, :k]
+    else:
+        neigh = knn_indices(xyz[sample], xyz, k, exclude=None if include_self else sample)
     logp = torch.log_softmax(features, dim=-1)
     logp_j = logp[torch.from_numpy(sample)].unsqueeze(1)
     logp_k = logp[torch.from_numpy(neigh)]
@@ -205,7 +221,8 @@ def kl_regulariser(features: torch.Tensor, xyz: np.ndarray, num_samples: int, k:
 
 def coseg_loss(probs: torch.Tensor, labels: torch.Tensor, fused: dict[int, torch.Tensor],
                level_xyz: list[np.ndarray], config: CoSegLossConfig, rng: np.random.Generator,
-               ignore_index: int = -1, weights: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+               ignore_index: int = -1, weights: torch.Tensor | None = None,
+               neighbours: dict[int, np.ndarray] | None = None) -> tuple[torch.Tensor, dict[str, float]]:
     """The CoSeg loss of one view: lambda_pix * l_pix + lambda_reg * l_reg (Eq. 10).
 
     Args:
@@ -216,6 +233,7 @@ def coseg_loss(probs: torch.Tensor, labels: torch.Tensor, fused: dict[int, torch
         config: `CoSegLossConfig`.
         rng: generator for the regulariser's sampling.
         weights: optional [C] class weights of the pixel loss (`class_weights`).
+        neighbours: optional level -> `neighbour_table` of that level's points (self excluded).
 
     Returns:
         (total loss, {"pix": value, "reg": value}); levels missing from `fused`
@@ -230,6 +248,8 @@ def coseg_loss(probs: torch.Tensor, labels: torch.Tensor, fused: dict[int, torch
     reg = probs.sum() * 0.0
     for n in config.reg_scales:
         if n in fused:
-            reg = reg + kl_regulariser(fused[n], level_xyz[n - 1], config.reg_samples, config.reg_k, rng)
+            table = None if neighbours is None else neighbours.get(n)
+            reg = reg + kl_regulariser(fused[n], level_xyz[n - 1], config.reg_samples, config.reg_k, rng,
+                                       neighbours=table)
     total = config.lambda_pix * pix + config.lambda_reg * reg
     return total, {"pix": float(pix.detach()), "reg": float(reg.detach())}

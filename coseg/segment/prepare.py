@@ -9,8 +9,8 @@
   bilinearly resized to the finest scale's grid and unprojected in one sweep
   of 4·64 channels. Gaussians blended into fewer than τ·V·H·W training pixels
   are pruned (attendance rate). The result is cached in the run folder.
-- Spatial features: the frozen RandLA-Net encoder runs once per training view
-  on that view's visible Gaussians; its outputs are kept in memory (float16).
+- Pruning and visible sets: attendance-rate pruning of the Gaussians, the
+  Gaussians each training view blends.
 """
 
 from __future__ import annotations
@@ -211,18 +211,6 @@ def unproject_scales(scene, cams, params: dict, extractor, feature_dim: int, see
            "result": (np.asarray(features, np.float32), np.asarray(counts, np.int64), widths)}
 
 
-@dataclass
-class ViewInputs:
-    """One training view's visible Gaussians and their frozen spatial features."""
-
-    cam_index: int
-    visible: np.ndarray
-    """[P] indices into the kept Gaussians, in the hierarchy's level-1 order."""
-    hierarchy: object
-    f_s: list[torch.Tensor] | None
-    f_e: torch.Tensor | None
-
-
 def visible_sets(cams, params: dict, indices: list[int]) -> Iterator[tuple[int, int, np.ndarray]]:
     """(position in `indices`, camera index, [P] visible kept-Gaussian indices) for every view in `indices`."""
     from coseg.render import camera_tensors, visible_set
@@ -231,29 +219,3 @@ def visible_sets(cams, params: dict, indices: list[int]) -> Iterator[tuple[int, 
         viewmat, K = camera_tensors(cams[i])
         yield j, i, np.asarray(visible_set(params["means"], params["quats"], params["scales"],
                                            params["opacities"], viewmat, K, cams[i].width, cams[i].height))
-
-
-def encode_views(cams, params: dict, encoder, use_spatial: bool, seed: int,
-                 indices: list[int], scale: float = 1.0) -> Iterator[dict]:
-    """Visible set + frozen RandLA-Net encoding of each view; yields progress records.
-
-    Every record carries ``view_inputs`` (a `ViewInputs`), or None for a view
-    that sees no Gaussian.
-    """
-    from coseg.segment.randla import build_hierarchy
-
-    means = params["means"].detach().numpy()
-    for j, i, vis in visible_sets(cams, params, indices):
-        rec = {"stage": "spatial", "view": j + 1, "views": len(indices), "view_inputs": None}
-        if len(vis) >= 2:
-            rng = np.random.default_rng([seed, i])
-            if use_spatial:
-                enc = encoder.encode(means[vis], rng=rng, scale=scale)
-                h = enc["hierarchy"]
-                f_s = [t.to(torch.float16) for t in enc["f_s"]]
-                f_e = enc["f_e"].to(torch.float16)
-            else:
-                h = build_hierarchy(means[vis], rng=rng)
-                f_s = f_e = None
-            rec["view_inputs"] = ViewInputs(i, vis[h.point_idx[0]], h, f_s, f_e)
-        yield rec

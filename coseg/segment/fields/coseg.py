@@ -1,12 +1,21 @@
 """The CoSegGaussians field (`--field coseg`, the default): feature unprojection + fusion decoder.
 
 Frozen unprojected 2D features f_d1..f_d4 (paper Sec. 3.2, Algorithm 1) and
-frozen RandLA-Net features of each view's visible Gaussians go through the
-`FusionDecoder` (Eq. 7) to one logit per class and Gaussian; the logits of a
-view's visible Gaussians are rendered (Eq. 3), softmaxed per pixel and
-compared with the raw labels by the CoSeg loss (Eq. 8-10). Geometry is frozen;
-the decoder is the only learnable part. What is stored per Gaussian is
-described in `infer`.
+frozen RandLA-Net features go through the `FusionDecoder` (Eq. 7) to one logit
+per class and Gaussian; the logits of a view's Gaussians are rendered (Eq. 3),
+softmaxed per pixel and compared with the raw labels by the CoSeg loss
+(Eq. 8-10). Geometry is frozen; the decoder is the only learnable part.
+
+Every input of the decoder is a property of the Gaussian, not of the view:
+the RandLA-Net encoder runs once on all kept Gaussians (one hierarchy, its
+set statistics those of the scene, positions in metres), so a Gaussian's
+spatial feature is the same whichever view it is rendered in. A training
+step decodes the Gaussians blended into the view's labelled pixels (and the
+coarser points their upsampling reads, a `DecodePlan`; the values are those
+of decoding every Gaussian) and renders them through the view's frozen
+blending weights (`coseg.render.blend_weights`, a fixed sparse map). What is
+stored per Gaussian (`infer`) is one decoding of every kept Gaussian: the
+function training optimised, evaluated once.
 """
 
 from __future__ import annotations
@@ -22,8 +31,10 @@ import torch
 
 from coseg.errors import InputError
 from coseg.normalize import WORKING_UNIT_METRES
-from coseg.segment.fields.base import Field, render_channels
-from coseg.segment.losses import CoSegLossConfig
+from coseg.segment.decoder import DecodePlan
+from coseg.segment.fields.base import Field
+from coseg.segment.losses import CoSegLossConfig, neighbour_table
+from coseg.segment.sparse import SparseRows, apply
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +63,8 @@ class CoSegConfig:
     """RandLA-Net weights: "shipped" (resources/weights/randla_synth.pt), "random", or a checkpoint path."""
     decoder_widths: tuple[int, ...] = (32, 64, 128, 256)
     """Shared-MLP widths of the fusion decoder at levels 1..4 (not in the paper)."""
+    spatial_dim: int = 0
+    """PCA width of the frozen spatial features f_s1..f_s4 and f_e per level (0 = the encoder's widths)."""
     loss: CoSegLossConfig = dataclasses.field(default_factory=CoSegLossConfig)
     """Pixel loss and 3D regulariser settings."""
 
@@ -74,24 +87,40 @@ class CoSegConfig:
                              "(--no-dino and --no-spatial together leave it no input)")
 
 
+@dataclass
+class ViewBatch:
+    """What one training step on a view needs (built once in `prepare`)."""
+
+    cam_index: int
+    """Index of the view in the training cameras."""
+    plan: DecodePlan
+    """The points to decode: level 1 = the Gaussians blended into the view's labelled pixels."""
+    render: SparseRows
+    """[R, P_1] blending weights of the view's R labelled pixels over the plan's level-1 points."""
+    labels: torch.Tensor
+    """[R] int64 output index of each of those pixels' raw label."""
+    neighbours: dict[int, np.ndarray]
+    """Regularised level -> [P_n, K] nearest neighbours of each of the plan's level-n points among them."""
+
+
 class CoSegField(Field):
-    """Fusion decoder over frozen per-Gaussian inputs; one view's visible Gaussians per step."""
+    """Fusion decoder over frozen per-Gaussian inputs; one view's Gaussians per step."""
 
     config_class = CoSegConfig
 
     def prepare(self) -> Iterator[dict]:
-        """Labels, features + unprojection, pruning, spatial encoding, the decoder."""
+        """Labels, features + unprojection, pruning, spatial encoding, per-view batches, the decoder."""
         from coseg.features import select_extractor
         from coseg.render import gaussian_tensors
-        from coseg.segment.prepare import (collect_labels, encode_views, feature_cache_key, kept_tensors,
-                                           label_index_maps, prune_by_attendance, unproject_scales)
+        from coseg.segment.prepare import (collect_labels, feature_cache_key, kept_tensors, label_index_maps,
+                                           prune_by_attendance, unproject_scales)
 
         c, run, scene = self.config, self.inputs.run, self.inputs.scene
         self.cams = self.inputs.cameras
         self.labels = collect_labels(scene, self.cams)
         self.class_ids = self.labels.class_ids
-        self.label_maps = label_index_maps(scene, self.cams, self.labels)
-        self.class_weights = self._class_weights()
+        label_maps = label_index_maps(scene, self.cams, self.labels)
+        self.class_weights = self._class_weights(label_maps)
         params = gaussian_tensors(self.inputs.gaussians)
         extractor = select_extractor(c.extractor, dino_model=c.dino_model, dino_weights=c.dino_weights)
         self.info["feature_extractor"] = getattr(extractor, "name", type(extractor).__name__)
@@ -108,23 +137,22 @@ class CoSegField(Field):
         self.info.update(gaussians=len(self.inputs.gaussians), kept=int(len(self.kept)),
                          pruned=int(len(self.inputs.gaussians) - len(self.kept)))
         self.params = kept_tensors(params, self.kept)
-        self.xyz = self.params["means"].numpy()
         ends = np.cumsum((0,) + tuple(widths))
-        self.f_d = [torch.from_numpy(np.ascontiguousarray(features[self.kept, a:b])) for a, b in zip(ends, ends[1:])]
-        self.encoder = self._encoder() if c.use_spatial else None
-        self.views = []
-        # The stage works in the run's working frame (coseg.normalize); the encoder expects metres.
-        for rec in encode_views(self.cams, self.params, self.encoder, c.use_spatial, self.inputs.seed,
-                                self.labels.labelled, scale=WORKING_UNIT_METRES):
-            vi = rec.pop("view_inputs", None)
-            if vi is not None:
-                self.views.append(vi)
-            yield rec
-        if not self.views:
+        f_d = [torch.from_numpy(np.ascontiguousarray(features[self.kept, a:b])) for a, b in zip(ends, ends[1:])]
+        yield {"stage": "spatial", "points": int(len(self.kept))}
+        self.hierarchy, self.fusion = self._encode(f_d)
+        self.batches = []
+        for j, i in enumerate(self.labels.labelled):
+            batch = self._view_batch(i, label_maps[i])
+            if batch is not None:
+                self.batches.append(batch)
+            yield {"stage": "views", "view": j + 1, "views": len(self.labels.labelled)}
+        if not self.batches:
             raise InputError(f"{run.path}: no labelled training view sees any Gaussian")
+        self.info["render_matrices_mb"] = round(sum(b.render.nbytes for b in self.batches) / 2**20, 1)
         self._build_decoder(tuple(widths))
 
-    def _class_weights(self) -> torch.Tensor | None:
+    def _class_weights(self, label_maps: dict) -> torch.Tensor | None:
         """Pixel-loss class weights from the training labels' class frequencies (None when off)."""
         from coseg.segment.losses import class_weights
 
@@ -133,7 +161,7 @@ class CoSegField(Field):
             return None
         n = len(self.class_ids)
         counts = np.zeros(n, np.int64)
-        for m in self.label_maps.values():
+        for m in label_maps.values():
             ids = m.reshape(-1).numpy()
             counts += np.bincount(ids[ids >= 0], minlength=n)[:n]
         w = class_weights(counts, beta)
@@ -141,6 +169,53 @@ class CoSegField(Field):
         log.info("pixel-loss class weights (beta=%g): %s", beta,
                  ", ".join(f"{c}:{v:.2f}" for c, v in zip(self.class_ids, w.tolist())))
         return w
+
+    def _encode(self, f_d: list[torch.Tensor]):
+        """The scene's hierarchy and the decoder's frozen inputs of every kept Gaussian."""
+        from coseg.segment.decoder import gather_fusion_inputs
+        from coseg.segment.randla import build_hierarchy
+
+        c = self.config
+        xyz = self.params["means"].numpy()
+        rng = np.random.default_rng([self.inputs.seed, 2])
+        encoded = None
+        if c.use_spatial:
+            encoder = self._encoder()
+            # The stage works in the run's working frame (coseg.normalize); the encoder expects metres.
+            encoded = encoder.encode(xyz, rng=rng, scale=WORKING_UNIT_METRES)
+            hierarchy = encoded["hierarchy"]
+            self.spatial_dims = [f.shape[1] for f in encoded["f_s"]] + [encoded["f_e"].shape[1]]
+            if c.spatial_dim:
+                encoded = {"f_s": [_reduce(f, c.spatial_dim) for f in encoded["f_s"]],
+                           "f_e": _reduce(encoded["f_e"], c.spatial_dim)}
+                self.spatial_dims = [f.shape[1] for f in encoded["f_s"]] + [encoded["f_e"].shape[1]]
+        else:
+            hierarchy = build_hierarchy(xyz, rng=rng)
+        return hierarchy, gather_fusion_inputs(hierarchy, encoded, f_d if c.use_dino else None)
+
+    def _view_batch(self, cam_index: int, labels: torch.Tensor) -> ViewBatch | None:
+        """The view's labelled pixels, their blending weights and the decode plan of their Gaussians."""
+        from coseg.render import camera_tensors
+        from coseg.render.weights import blend_weights
+
+        cam = self.cams[cam_index]
+        viewmat, K = camera_tensors(cam)
+        p = self.params
+        full = SparseRows(*blend_weights(p["means"], p["quats"], p["scales"], p["opacities"], viewmat, K,
+                                         cam.width, cam.height), n_cols=len(self.kept))
+        flat = labels.reshape(-1)
+        rows = torch.nonzero(flat >= 0).reshape(-1).numpy()
+        render = full.rows(rows)
+        if render.nnz == 0:
+            return None
+        points = np.unique(render.indices).astype(np.int64)
+        render.indices = np.searchsorted(points, render.indices).astype(np.int32)
+        render.n_cols = len(points)
+        plan = DecodePlan.for_points(self.fusion, points)
+        loss = self.config.loss
+        neighbours = {n: neighbour_table(self.hierarchy.xyz[n - 1][plan.sets[n - 1]], loss.reg_k).astype(np.int32)
+                      for n in loss.reg_scales if not self.config.single_scale}
+        return ViewBatch(cam_index, plan, render, flat[rows].contiguous(), neighbours)
 
     def _encoder(self):
         from coseg import resources_dir
@@ -166,9 +241,8 @@ class CoSegField(Field):
 
         c = self.config
         spatial, bottleneck = (32, 128, 256, 512), 512
-        if self.encoder is not None:
-            spatial = tuple(self.encoder.config.level_channels)
-            bottleneck = self.encoder.config.bottleneck_channels
+        if c.use_spatial:
+            spatial, bottleneck = tuple(self.spatial_dims[:4]), self.spatial_dims[4]
         torch.manual_seed(self.inputs.seed)
         self.decoder = FusionDecoder(DecoderConfig(
             num_classes=len(self.class_ids), feature_dims=feature_dims, spatial_dims=spatial,
@@ -184,62 +258,22 @@ class CoSegField(Field):
 
     @property
     def num_views(self) -> int:
-        return len(self.views)
-
-    def view_logits(self, vi) -> tuple[torch.Tensor, dict]:
-        """Decoder logits [P, C] of one view's visible Gaussians and the fused features per level."""
-        from coseg.segment.decoder import gather_fusion_inputs
-
-        feats = [f[torch.from_numpy(vi.visible)] for f in self.f_d] if self.config.use_dino else None
-        encoded = None
-        if vi.f_s is not None:
-            encoded = {"f_s": [t.float() for t in vi.f_s], "f_e": vi.f_e.float()}
-        out = self.decoder(gather_fusion_inputs(vi.hierarchy, encoded, feats))
-        return out["logits"], out["fused"]
+        return len(self.batches)
 
     def train_step(self, view: int) -> tuple[torch.Tensor, dict[str, float]]:
         from coseg.segment.losses import coseg_loss
 
-        vi = self.views[view]
-        labels = self.label_maps[vi.cam_index].reshape(-1)
-        logits, fused = self.view_logits(vi)
-        rendered = render_channels(self.params, self.cams[vi.cam_index], vi.visible, logits)
-        probs = torch.softmax(rendered, dim=-1).reshape(-1, logits.shape[1])
-        return coseg_loss(probs, labels, fused, vi.hierarchy.xyz, self.config.loss, self.rng,
-                          ignore_index=-1, weights=self.class_weights)
+        b = self.batches[view]
+        out = self.decoder(self.fusion.take(b.plan))
+        probs = torch.softmax(apply(b.render, out["logits"]), dim=-1)
+        level_xyz = [x[s] for x, s in zip(self.hierarchy.xyz, b.plan.sets)]
+        return coseg_loss(probs, b.labels, out["fused"], level_xyz, self.config.loss, self.rng,
+                          ignore_index=-1, weights=self.class_weights, neighbours=b.neighbours)
 
     @torch.no_grad()
     def infer(self) -> np.ndarray:
-        """Mean decoder logits over every view whose visible set holds a Gaussian.
-
-        Views are all training views (those without labels too); kept Gaussians in no
-        view's visible set take the logits of their nearest decoded neighbour.
-        """
-        from coseg.segment.infer import fill_from_nearest
-        from coseg.segment.prepare import encode_views
-
-        n, c = len(self.kept), len(self.class_ids)
-        total = np.zeros((n, c), np.float64)
-        count = np.zeros(n, np.int64)
-        views = list(self.views)
-        others = [i for i in range(len(self.cams)) if i not in set(self.labels.labelled)]
-        if others:
-            for rec in encode_views(self.cams, self.params, self.encoder, self.encoder is not None,
-                                    self.inputs.seed, others, scale=WORKING_UNIT_METRES):
-                if rec.get("view_inputs") is not None:
-                    views.append(rec["view_inputs"])
-        for vi in views:
-            logits, _ = self.view_logits(vi)
-            np.add.at(total, vi.visible, logits.numpy())
-            np.add.at(count, vi.visible, 1)
-        seen = count > 0
-        out = np.zeros((n, c), np.float32)
-        out[seen] = (total[seen] / count[seen, None]).astype(np.float32)
-        filled = fill_from_nearest(out, self.xyz, seen)
-        if filled:
-            log.info("%d kept Gaussians outside every decoded view's visible set took their "
-                     "nearest neighbour's logits", filled)
-        return out
+        """One decoding of every kept Gaussian (what every training step decodes a part of)."""
+        return self.decoder(self.fusion)["logits"].numpy().astype(np.float32)
 
     def state_dict(self) -> dict:
         return {**super().state_dict(), "decoder": self.decoder.state_dict()}
@@ -247,3 +281,13 @@ class CoSegField(Field):
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
         self.decoder.load_state_dict(state["decoder"])
+
+
+def _reduce(features: torch.Tensor, dim: int) -> torch.Tensor:
+    """[P, D] frozen features -> their first `dim` principal coordinates (unchanged when D <= dim)."""
+    from coseg.features.pca import fit_pca
+
+    if features.shape[1] <= dim or features.shape[0] < 2:
+        return features
+    x = features.float().numpy()
+    return torch.from_numpy(fit_pca(x, dim).project(x))

@@ -25,7 +25,7 @@ from torch import nn
 from coseg.errors import InputError
 from coseg.gaussians import SH_C0
 from coseg.segment.fields.base import Field, render_channels
-from coseg.segment.losses import ce_loss, kl_regulariser
+from coseg.segment.losses import ce_loss, kl_regulariser, neighbour_table
 
 
 @dataclass(frozen=True)
@@ -73,20 +73,22 @@ class IdentityField(nn.Module):
         """[N, num_classes] logits of every Gaussian's own identity (for export)."""
         return self.classifier(self.identities)
 
-    def regulariser(self, visible: torch.Tensor, xyz: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
+    def regulariser(self, visible: torch.Tensor, xyz: np.ndarray, rng: np.random.Generator,
+                    neighbours: np.ndarray | None = None) -> torch.Tensor:
         """Gaussian Grouping's 3D KNN regulariser over a set of Gaussians, already multiplied by `reg_weight`.
 
         Args:
             visible: [P] int64 indices of the Gaussians (one view's visible set).
             xyz: [P, 3] their centres.
             rng: generator for the sampling.
+            neighbours: optional [P, reg_k] `neighbour_table` of those centres (self included).
 
         Returns:
             Scalar tensor.
         """
         c = self.config
         return c.reg_weight * kl_regulariser(self.classify(self.identities[visible]), xyz, c.reg_samples,
-                                             c.reg_k, rng, include_self=True)
+                                             c.reg_k, rng, include_self=True, neighbours=neighbours)
 
     def param_groups(self) -> list[dict]:
         """Adam parameter groups with Gaussian Grouping's learning rates."""
@@ -116,10 +118,11 @@ class PerGaussianField(Field):
         self.kept = prune_by_attendance(attendance_counts(self.cams, params), self.inputs.attendance_tau, self.cams)
         self.params = kept_tensors(params, self.kept)
         self.xyz = self.params["means"].numpy()
-        self.views: list[tuple[int, np.ndarray]] = []
+        self.views: list[tuple[int, np.ndarray, np.ndarray]] = []
         for j, i, vis in visible_sets(self.cams, self.params, labels.labelled):
             if len(vis) >= 2:
-                self.views.append((i, vis))
+                table = neighbour_table(self.xyz[vis], self.config.reg_k, include_self=True).astype(np.int32)
+                self.views.append((i, vis, table))
             yield {"stage": "visible", "view": j + 1, "views": len(labels.labelled)}
         if not self.views:
             raise InputError(f"{self.inputs.run.path}: no labelled training view sees any Gaussian")
@@ -140,14 +143,14 @@ class PerGaussianField(Field):
 
     def train_step(self, view: int) -> tuple[torch.Tensor, dict[str, float]]:
         """Cross-entropy of the classified rendered identities + the 3D regulariser on the visible set."""
-        cam_index, visible = self.views[view]
+        cam_index, visible, neighbours = self.views[view]
         f = self.identity
         labels = self.label_maps[cam_index].reshape(-1)
         idx = torch.from_numpy(visible)
         rendered = render_channels(self.params, self.cams[cam_index], visible, f.identities[idx])
         probs = torch.softmax(f.classify(rendered), dim=-1).reshape(-1, len(self.class_ids))
         pix = ce_loss(probs, labels, ignore_index=-1)
-        reg = f.regulariser(idx, self.xyz[visible], self.rng)
+        reg = f.regulariser(idx, self.xyz[visible], self.rng, neighbours)
         loss = pix + reg
         return loss, {"pix": float(pix.detach()), "reg": float(reg.detach())}
 
