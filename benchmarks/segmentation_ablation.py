@@ -6,9 +6,10 @@ Usage:
 
 Each row trains the segmentation stage from scratch in its own run folder
 RUN/ablations/<row>/ (sharing RUN's gaussians.ply and its unprojected-feature
-cache), evaluates it on the test views and prints one table row: mIoU, pixel
-accuracy, learnable parameters (MB), rendering FPS of RGB + segmentation and
-wall time. The raw labels' own mIoU on the same views is printed first.
+cache), evaluates it on the test views and prints one table row: mIoU of the
+soft rendering and of the hard per-Gaussian ids, compactness (object and
+segment shares, `coseg.segment.compactness`), pixel accuracy, learnable
+parameters (MB), rendering FPS of RGB + segmentation and wall time. The raw labels' own mIoU on the same views is printed first.
 
 Rows (paper Table 3 plus the Table 1 per-Gaussian baseline):
     gt-vote        ORACLE, not a method: the test scene's ground truth of the TRAINING views
@@ -104,9 +105,15 @@ def oracle_row(run: Path, name: str) -> dict:
                           {}, "gt-vote")
     seconds = time.perf_counter() - t0
     ev = evaluate_segmentation(row, scene)
-    return {"row": name, "miou": ev["miou"], "accuracy": ev["accuracy"],
-            "raw_label_miou": ev.get("raw_label_miou"), "params_mb": 0.0, "fps": ev["fps_rgb_seg"],
-            "seconds": seconds, "extractor": None, "class_iou": ev["class_iou"], "lr_schedule": None}
+    return {"row": name, **_scores(ev), "params_mb": 0.0, "seconds": seconds, "extractor": None,
+            "lr_schedule": None}
+
+
+def _scores(ev: dict) -> dict:
+    """The evaluation figures every row reports: soft and hard-id mIoU, compactness, accuracy, FPS."""
+    return {"miou": ev["miou"], "hard_id_miou": ev["hard_id_miou"], "accuracy": ev["accuracy"],
+            "object_share": ev.get("compactness_object_share"), "segment_share": ev.get("compactness_segment_share"),
+            "raw_label_miou": ev.get("raw_label_miou"), "fps": ev["fps_rgb_seg"], "class_iou": ev["class_iou"]}
 
 
 def run_row(run: Path, name: str, iterations: int, lr_schedule: str = "constant", suffix: str = "",
@@ -132,11 +139,9 @@ def run_row(run: Path, name: str, iterations: int, lr_schedule: str = "constant"
     train_s = time.perf_counter() - t0
     scene = load_run_scene(RunDir.open(row), None)
     ev = evaluate_segmentation(row, scene)
-    return {"row": name, "miou": ev["miou"], "accuracy": ev["accuracy"],
-            "raw_label_miou": ev.get("raw_label_miou"), "params_mb": last.get("learnable_params_mb"),
-            "fps": ev["fps_rgb_seg"], "seconds": train_s, "extractor": last.get("feature_extractor"),
-            "extract_s_per_image": last.get("extract_s_per_image"), "peak_rss_mb": last.get("peak_rss_mb"),
-            "class_iou": ev["class_iou"], "lr_schedule": lr_schedule, "seed": seed}
+    return {"row": name, **_scores(ev), "params_mb": last.get("learnable_params_mb"), "seconds": train_s,
+            "extractor": last.get("feature_extractor"), "extract_s_per_image": last.get("extract_s_per_image"),
+            "peak_rss_mb": last.get("peak_rss_mb"), "lr_schedule": lr_schedule, "seed": seed}
 
 
 def main(argv=None) -> int:
@@ -158,7 +163,8 @@ def main(argv=None) -> int:
     if unknown:
         p.error(f"unknown rows {unknown} (known: {', '.join(ROWS)})")
     results = []
-    print(f"{'row':<14} {'mIoU':>7} {'acc':>7} {'params MB':>10} {'FPS':>6} {'time s':>8} {'RSS MB':>8}  features")
+    print(f"{'row':<14} {'mIoU':>7} {'hard':>7} {'obj':>6} {'seg':>6} {'acc':>7} {'params MB':>10} {'FPS':>6} "
+          f"{'time s':>8} {'RSS MB':>8}  features")
     for name in rows:
         suffix = "" if args.lr_schedule == "constant" else f"-{args.lr_schedule}"
         suffix += "" if args.extractor == "auto" else f"-{args.extractor}"
@@ -167,13 +173,18 @@ def main(argv=None) -> int:
         results.append(r)
         if len(results) == 1 and r["raw_label_miou"] is not None:
             print(f"{'raw labels':<14} {100 * r['raw_label_miou']:7.2f}")
-        print(f"{name:<14} {100 * r['miou']:7.2f} {100 * r['accuracy']:7.2f} {r['params_mb'] or 0:10.3f} "
+        print(f"{name:<14} {100 * r['miou']:7.2f} {100 * r['hard_id_miou']:7.2f} {_pct(r['object_share'])} "
+              f"{_pct(r['segment_share'])} {100 * r['accuracy']:7.2f} {r['params_mb'] or 0:10.3f} "
               f"{r['fps']:6.2f} {r['seconds']:8.0f} {r.get('peak_rss_mb') or 0:8.0f}  {r['extractor'] or '-'}",
               flush=True)
         print("  per class IoU: " + ", ".join(f"{k} {v:.2f}" for k, v in r["class_iou"].items()), flush=True)
     if args.json:
         args.json.write_text(json.dumps({"iterations": args.iterations, "rows": results}, indent=2))
     return 0
+
+
+def _pct(share: float | None) -> str:
+    return f"{'-':>6}" if share is None else f"{100 * share:6.1f}"
 
 
 if __name__ == "__main__":

@@ -70,6 +70,9 @@ def test_coseg_stage_learns_above_chance_and_writes_outputs(tiny_run):
     assert result["raw_label_miou"] > 0.3 and "calinski_harabasz" in result
     # mIoU is the mean of the per-class IoUs it reports
     assert np.mean(list(result["class_iou"].values())) == pytest.approx(result["miou"], abs=1e-4)
+    # the hard per-Gaussian ids the studio edits are scored too
+    assert result["hard_id_miou"] > _chance_miou(scene)
+    assert 0 < result["compactness_segment_share"] <= 1 and 0 < result["compactness_object_share"] <= 1
 
 
 def _chance_miou(scene) -> float:

@@ -7,6 +7,9 @@ in the GT), rendering FPS of RGB + segmentation, learnable parameters (MB),
 and Calinski–Harabasz / Davies–Bouldin of the rendered finest-scale
 unprojected features with the GT classes as clusters. The raw labels' own
 mIoU on the same views is reported beside it when the test views have labels.
+Beside the soft rendering, the hard per-Gaussian segment ids the studio and
+export use are scored (`coseg.segment.compactness`): their rendered mIoU and
+how compact the segments are against the ground truth.
 """
 
 from __future__ import annotations
@@ -56,6 +59,14 @@ class SegmentedRun:
         return self.class_ids[img.argmax(-1).numpy()]
 
     @torch.no_grad()
+    def render_hard_labels(self, cam) -> np.ndarray:
+        """[H, W] label ids: arg-max of the rendered one-hot hard segment ids of the Gaussians."""
+        from coseg.segment.compactness import hard_id_colors
+
+        img, _, _ = self._raster(cam, hard_id_colors(self.logits))
+        return self.class_ids[img.argmax(-1).numpy()]
+
+    @torch.no_grad()
     def render_rgb(self, cam) -> np.ndarray:
         img, _, _ = self._raster(cam, self.params["sh"], sh_degree=self.sh_degree)
         return img.numpy()
@@ -90,7 +101,7 @@ def evaluate_segmentation(run_dir: Path, scene, split: str = "test", max_feature
     if not any(c.gt_path is not None for c in cams):
         raise ValueError(f"{scene.root}: the {split} views have no ground-truth maps (gt/)")
     n_classes = int(max(run.class_ids.max(), max(scene.classes or {0: 0}))) + 1
-    pred_cm, raw_cm = ConfusionMatrix(n_classes), ConfusionMatrix(n_classes)
+    pred_cm, hard_cm, raw_cm = (ConfusionMatrix(n_classes) for _ in range(3))
     feats = run.unprojected_features(1)
     rng = np.random.default_rng(0)
     f_samples, l_samples = [], []
@@ -104,6 +115,7 @@ def evaluate_segmentation(run_dir: Path, scene, split: str = "test", max_feature
         pred = run.render_labels(cam)
         render_s += time.perf_counter() - t0
         pred_cm.update(pred, gt)
+        hard_cm.update(run.render_hard_labels(cam), gt)
         raw = scene.load_labels(cam)
         if raw is not None:
             raw_cm.update(raw, gt)
@@ -120,7 +132,9 @@ def evaluate_segmentation(run_dir: Path, scene, split: str = "test", max_feature
         "miou": miou(pred_cm), "accuracy": pixel_accuracy(pred_cm),
         "fps_rgb_seg": len(cams) / max(render_s, 1e-9),
         "class_iou": {str(c): round(v, 5) for c, v in per_class_iou(pred_cm).items()},
+        "hard_id_miou": miou(hard_cm),
     }
+    out.update(_compactness(run, scene, n_classes))
     if has_raw:
         out["raw_label_miou"] = miou(raw_cm)
         out["raw_label_accuracy"] = pixel_accuracy(raw_cm)
@@ -131,3 +145,15 @@ def evaluate_segmentation(run_dir: Path, scene, split: str = "test", max_feature
             out["calinski_harabasz"] = float(calinski_harabasz(F, L))
             out["davies_bouldin"] = float(davies_bouldin(F, L))
     return out
+
+
+def _compactness(run: SegmentedRun, scene, n_classes: int) -> dict:
+    """Compactness of the hard segment ids against the training views' ground truth (empty without it)."""
+    from coseg.segment.compactness import compactness, gaussian_gt_classes
+
+    gt = gaussian_gt_classes(run.params, scene.train_cameras, scene, n_classes, run.frame)
+    if not (gt >= 0).any():
+        return {}
+    segments = run.class_ids[run.logits.argmax(1).numpy()]
+    c = compactness(segments, gt)
+    return {"compactness_object_share": c["object_share"], "compactness_segment_share": c["segment_share"]}
