@@ -84,9 +84,11 @@ def test_presets():
     assert noise_preset("mixed") == LabelNoiseConfig()
     per_view = noise_preset("per-view")
     assert per_view.object_sector_probability == per_view.part_sector_probability == 0.0
-    assert per_view.confusion_mean == LabelNoiseConfig().confusion_mean
+    # alone, each kind has its full strength; the default mix weakens both
+    assert per_view.confusion_mean == 0.15 > LabelNoiseConfig().confusion_mean
     correlated = noise_preset("correlated", sector_fraction=0.25)
     assert correlated.confusion_mean == 0.0 and correlated.sector_fraction == 0.25
+    assert correlated.object_sector_probability == 0.3 > LabelNoiseConfig().object_sector_probability
     with pytest.raises(ValueError, match="unknown label-noise mix"):
         noise_preset("some")
 

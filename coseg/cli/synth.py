@@ -39,11 +39,11 @@ def add_parser(sub) -> None:
 #: Options of the view-correlated errors: (flag, LabelNoiseConfig setting, help).
 _CORRELATED_OPTIONS = (
     ("--object-errors", "object_sector_probability",
-     "probability that an object takes its look-alike class from one range of viewpoints (mixed: 0.3)"),
+     "probability that an object takes its look-alike class from one range of viewpoints (mixed 0.15, correlated 0.3)"),
     ("--part-errors", "part_sector_probability",
-     "probability that a 3D part of an instance is confused from one range of viewpoints (mixed: 0.2)"),
+     "probability that a 3D part of an instance is confused from one range of viewpoints (mixed 0.1, correlated 0.2)"),
     ("--boundary-bias", "boundary_bias_probability",
-     "probability that an instance's mask overshoots its edges depending on the view direction (mixed: 0.3)"),
+     "probability that an instance's mask overshoots its edges depending on the view direction (0.3)"),
     ("--boundary-bias-px", "boundary_bias_px", "largest view-dependent overshoot, pixels at 320 wide (4)"),
     ("--sector-fraction", "sector_fraction",
      "share of the cameras seeing an instance that lie in its error range (0.4)"),
