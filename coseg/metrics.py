@@ -257,3 +257,83 @@ def davies_bouldin(features: np.ndarray, labels: np.ndarray, subsample: int | No
     ratio = (spread[:, None] + spread[None, :]) / cdist
     np.fill_diagonal(ratio, -np.inf)
     return float(np.mean(ratio.max(axis=1)))
+
+
+# ------------------------------------------------------------- class-agnostic segments
+class OverlapTable:
+    """Pixel overlaps ``counts[segment, gt]`` of arbitrary segment ids with GT ids, over many views.
+
+    Class-agnostic segmentations (segment ids that name no class, e.g. associated
+    instance masks) are scored by matching each segment to a GT class: the class
+    it overlaps most over all views (`majority_classes`). Negative ids on
+    either side and GT `ignore_ids` are not counted.
+    """
+
+    def __init__(self, ignore_ids: tuple[int, ...] = (255,)) -> None:
+        self.ignore_ids = tuple(int(i) for i in ignore_ids)
+        self.counts = sparse.csr_matrix((0, 0), dtype=np.int64)
+        """[S, G] overlap counts, rows = segment id, columns = GT id."""
+
+    def update(self, segments: np.ndarray, gt: np.ndarray) -> None:
+        segments, gt = np.asarray(segments), np.asarray(gt)
+        if segments.shape != gt.shape:
+            raise ValueError(f"segment map shape {segments.shape} differs from ground truth {gt.shape}")
+        ok = (segments >= 0) & (gt >= 0)
+        for i in self.ignore_ids:
+            ok &= gt != i
+        s, g = segments[ok].astype(np.int64), gt[ok].astype(np.int64)
+        shape = (max(self.counts.shape[0], int(s.max(initial=-1)) + 1),
+                 max(self.counts.shape[1], int(g.max(initial=-1)) + 1))
+        add = sparse.csr_matrix((np.ones(len(s), np.int64), (s, g)), shape=shape)
+        self.counts = add + _resized(self.counts, shape)
+
+    def majority_classes(self) -> np.ndarray:
+        """[S] GT id each segment overlaps most (-1 for segments that overlap nothing)."""
+        c = self.counts.tocsr()
+        out = np.asarray(c.argmax(axis=1)).reshape(-1).astype(np.int64)
+        out[np.asarray(c.sum(axis=1)).reshape(-1) == 0] = -1
+        return out
+
+
+def _resized(m: sparse.csr_matrix, shape: tuple[int, int]) -> sparse.csr_matrix:
+    m = m.tocoo()
+    return sparse.csr_matrix((m.data, (m.row, m.col)), shape=shape)
+
+
+def relabel(segments: np.ndarray, lut: np.ndarray) -> np.ndarray:
+    """[H, W] segment ids -> ids through `lut` ([S] int, -1 = none); ids outside it -> -1."""
+    segments = np.asarray(segments)
+    out = np.full(segments.shape, -1, np.int64)
+    ok = (segments >= 0) & (segments < len(lut))
+    out[ok] = lut[segments[ok]]
+    return out
+
+
+def best_match_iou(segments: np.ndarray, instances: np.ndarray, ignore_ids: tuple[int, ...] = (0,)) -> dict[int, float]:
+    """For every GT instance of one view, the IoU of its best-matching predicted segment.
+
+    Args:
+        segments: [H, W] predicted segment ids (negative or 0 = none: such pixels
+            still count in the instances' unions, as misses).
+        instances: [H, W] GT instance ids; `ignore_ids` (0 = background) are skipped.
+
+    Returns:
+        instance id -> max over segments of |segment ∩ instance| / |segment ∪ instance|.
+    """
+    segments, instances = np.asarray(segments).astype(np.int64), np.asarray(instances).astype(np.int64)
+    if segments.shape != instances.shape:
+        raise ValueError(f"segment map shape {segments.shape} differs from the instance map {instances.shape}")
+    seg = np.where(segments > 0, segments, 0)
+    gi = instances.reshape(-1)
+    si = seg.reshape(-1)
+    n_s, n_g = int(si.max(initial=0)) + 1, int(gi.max(initial=0)) + 1
+    inter = sparse.csr_matrix((np.ones(len(si), np.int64), (gi, si)), shape=(n_g, n_s)).tocoo()
+    area_g = np.bincount(gi, minlength=n_g)
+    area_s = np.bincount(si, minlength=n_s)
+    valid = inter.col > 0
+    rows, cols, data = inter.row[valid], inter.col[valid], inter.data[valid]
+    iou = data / (area_g[rows] + area_s[cols] - data)
+    best = np.zeros(n_g)
+    np.maximum.at(best, rows, iou)
+    present = [g for g in np.flatnonzero(area_g) if g not in ignore_ids]
+    return {int(g): float(best[g]) for g in present}

@@ -1,7 +1,8 @@
 """Plugin registry.
 
 Kinds: ``scene_reader``, ``feature_extractor``, ``label_source``,
-``render_backend``, ``exporter``, ``segmentation_field``. A plugin package exposes an entry point in
+``label_generator``, ``render_backend``, ``exporter``, ``segmentation_field``. A plugin package exposes an
+entry point in
 the group ``coseg.plugins`` whose target is a callable ``register(registry)``;
 it calls ``registry.add(kind, name, obj)``. The built-in plugins in the
 top-level ``plugins/`` package register the same way (entry point
@@ -16,6 +17,10 @@ What each kind's object must provide (checked on registration):
   undistorts and applies the working resolution for every format.
 - feature_extractor: ``extract(image) -> list[np.ndarray]`` (4 scales).
 - label_source: ``detect(path) -> bool`` and ``load(...)``.
+- label_generator: ``generate(image) -> np.ndarray``: [H, W, 3] float32 in [0, 1] ->
+  [H, W] int instance ids, 0 = no mask (see `coseg.labelgen`); optionally
+  ``available() -> bool``, ``unavailable_reason() -> str``, ``settings() -> dict``
+  (recorded as provenance) and ``configure(**options)``.
 - render_backend: ``available() -> bool`` and ``rasterize(...)``.
 - exporter: ``suffix`` and ``export(gaussians, path, **options)``.
 - segmentation_field: a `coseg.segment.fields.Field` subclass (``config_class``,
@@ -30,13 +35,15 @@ from typing import Any, Callable
 
 log = logging.getLogger(__name__)
 
-KINDS = ("scene_reader", "feature_extractor", "label_source", "render_backend", "exporter", "segmentation_field")
+KINDS = ("scene_reader", "feature_extractor", "label_source", "label_generator", "render_backend", "exporter",
+         "segmentation_field")
 GROUP = "coseg.plugins"
 
 _REQUIRED = {
     "scene_reader": ("detect", "read"),
     "feature_extractor": ("extract",),
     "label_source": ("detect", "load"),
+    "label_generator": ("generate",),
     "render_backend": ("available", "rasterize"),
     "exporter": ("suffix", "export"),
     "segmentation_field": ("config_class", "prepare", "train_step", "infer", "state_dict", "load_state_dict"),
@@ -58,6 +65,9 @@ class PluginRegistry:
         missing = [a for a in _REQUIRED[kind] if not hasattr(obj, a)]
         if missing:
             raise ValueError(f"{kind} plugin {name!r} lacks {', '.join(missing)}")
+        not_callable = [a for a in _REQUIRED[kind] if a != "suffix" and not callable(getattr(obj, a))]
+        if not_callable:
+            raise ValueError(f"{kind} plugin {name!r}: {', '.join(not_callable)} must be callable")
         self._plugins[kind][name] = obj
 
     def get(self, kind: str, name: str) -> Any:

@@ -68,9 +68,11 @@ def staging(out: Path, force: bool) -> Iterator[Path]:
 
 
 def write_view(root: Path, view: View, render: Render, labels: np.ndarray) -> None:
-    """Write one view's image, depth, GT and raw label maps under `root`."""
+    """Write one view's image, depth, GT class and instance maps and raw label maps under `root`."""
     write_png(root / "images" / f"{view.name}.png", render.rgb)
     write_png(root / "gt" / f"{view.name}.png", render.classes)
+    # Instance ids shifted by one so that 0 means "nothing hit" (evaluation of instance masks).
+    write_png(root / "gt_instances" / f"{view.name}.png", render.instances + 1)
     write_png(root / "labels" / f"{view.name}.png", labels)
     buf = io.BytesIO()
     np.save(buf, render.depth.astype(np.float32), allow_pickle=False)
