@@ -42,7 +42,9 @@ def add_parser(sub) -> None:
     p.add_argument("--out", type=Path, help="mask folder to write (default SCENE/masks when it does not exist)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace a mask set coseg wrote earlier there (kept as <folder>.previous)")
-    p.add_argument("--downscale", type=int, default=1, help="read the images downscaled by this factor")
+    from coseg.cli.scene_options import add_scene_options
+
+    add_scene_options(p, cache=False)  # masks are made at the working resolution, as coseg build reads it
     add_generator_args(p)
     p.set_defaults(func=run)
 
@@ -103,7 +105,9 @@ def run(args) -> int:
     from coseg.labelgen.write import PROVENANCE, read_provenance
     from coseg.readers import read_scene
 
-    scene = read_scene(args.scene, downscale=args.downscale)
+    from coseg.cli.scene_options import settings_from_args
+
+    scene = read_scene(args.scene, settings=settings_from_args(args))
     generator = generator_from_args(args)
     folder = Path(args.out) if args.out is not None else Path(scene.root) / "masks"
     last = drive_labels(scene, generator, folder, args.overwrite)

@@ -27,7 +27,6 @@ def mask_quality(scene, folder: str | Path, cameras=None) -> dict:
         ``best_match_iou``, ``instances_at_iou_0.5``, ``instances`` (pairs scored),
         ``class_matched_miou``, ``class_matched_accuracy``; empty of scores without GT.
     """
-    from coseg.io.images import read_id_map
     from coseg.metrics import ConfusionMatrix, OverlapTable, best_match_iou, miou, pixel_accuracy, relabel
 
     folder = Path(folder)
@@ -37,11 +36,11 @@ def mask_quality(scene, folder: str | Path, cameras=None) -> dict:
     conf = ConfusionMatrix(max(scene.classes or {0: ""}) + 1)
     has_classes = False
     for cam in cams:
-        masks = read_id_map(folder / f"{cam.name}.png", (cam.height, cam.width), scene.downscale)
+        masks = scene.load_id_map(cam, folder / f"{cam.name}.png", fill=0)
         counts.append(len(np.unique(masks[masks > 0])))
         inst_path = Path(scene.root) / "gt_instances" / f"{cam.name}.png"
         if inst_path.exists():
-            inst = read_id_map(inst_path, (cam.height, cam.width), scene.downscale)
+            inst = scene.load_id_map(cam, inst_path, fill=0)
             ious.extend(best_match_iou(masks, inst).values())
         gt = scene.load_gt(cam)
         if gt is not None:

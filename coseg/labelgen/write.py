@@ -151,7 +151,7 @@ def generate_labels(scene, generator, folder: str | Path, cameras=None, overwrit
     settings = generator.settings() if hasattr(generator, "settings") else {}
     name = getattr(generator, "name", type(generator).__name__)
     header = {"generator": name, "settings": settings, "scene": str(Path(scene.root).resolve()),
-              "downscale": int(scene.downscale), "views": [c.name for c in cams], "completed": False,
+              "downscale": float(scene.downscale), "views": [c.name for c in cams], "completed": False,
               "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
     with os_errors(folder):
         stage = _open_staging(folder, header)
