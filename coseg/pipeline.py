@@ -76,9 +76,15 @@ class Stage:
     """(pipeline, stop event, mode "fresh" | "resume") -> progress records."""
     outcome: Callable[[dict], str | None]
     """"done" / "stopped" for a stage's last record, else None."""
+    finished: Callable[[RunDir], bool] | None = None
+    """Whether the stage's work is done in a run, for a stage without a result file (None: never)."""
 
     def done(self, run: RunDir) -> bool:
-        return self.section is not None and run.config_path.exists() and run.stage_completed(self.section)
+        if not run.config_path.exists():
+            return False
+        if self.section is None:
+            return self.finished is not None and self.finished(run)
+        return run.stage_completed(self.section)
 
 
 @dataclass
@@ -283,7 +289,8 @@ def _segment_outcome(rec: dict) -> str | None:
 
 # ---------------------------------------------------------------- eval
 def evaluate_run(run: RunDir, scene, backend: str = "auto") -> dict[str, dict[str, Any]]:
-    """Every metrics section that applies to the run, merged into metrics.json."""
+    """Every metrics section that applies to the run, merged into metrics.json (with an
+    ``evaluated`` section stamping the results they were computed from)."""
     from coseg.building.evaluate import METRIC_SECTIONS, load_extensions
 
     load_extensions()
@@ -293,6 +300,7 @@ def evaluate_run(run: RunDir, scene, backend: str = "auto") -> dict[str, dict[st
         if values is not None:
             run.update_metrics(section, values)
             results[section] = values
+    run.update_metrics("evaluated", {"results": _result_stamps(run)}, replace=True)
     return results
 
 
@@ -300,10 +308,28 @@ def _run_eval(p: Pipeline, stop, mode: str) -> Iterator[dict]:
     yield {"stage": "eval", "results": evaluate_run(p.run_dir, p.scene, p.request.backend)}
 
 
+def _result_stamps(run: RunDir) -> dict[str, list[int]]:
+    """Size and modification time of every stage result file present (what an evaluation saw)."""
+    stamps = {}
+    for files in STAGE_FILES.values():
+        for name in files.results:
+            path = run.path / name
+            if path.is_file():
+                st = path.stat()
+                stamps[name] = [st.st_size, st.st_mtime_ns]
+    return stamps
+
+
+def _eval_finished(run: RunDir) -> bool:
+    """The run was evaluated after its latest results (`coseg run --resume` and `coseg batch` skip it)."""
+    seen = run.read_metrics().get("evaluated", {}).get("results")
+    return seen is not None and seen == _result_stamps(run)
+
+
 STAGES: dict[str, Stage] = {
     "build": Stage("build", "building", lambda p: True, _check_build, _run_build, _build_outcome),
     "segment": Stage("segment", "segmentation", lambda p: True, _check_segment, _run_segment, _segment_outcome),
-    "eval": Stage("eval", None, lambda p: True, lambda p: None, _run_eval, lambda rec: "done"),
+    "eval": Stage("eval", None, lambda p: True, lambda p: None, _run_eval, lambda rec: "done", _eval_finished),
 }
 """Every stage a pipeline may run, by name (a command picks its list, in this order)."""
 

@@ -23,7 +23,8 @@ EXIT_STOPPED = 130
 """Exit code of a stage stopped by Ctrl-C (SIGINT's shell convention, 128 + 2)."""
 
 #: Subcommand modules, in --help order.
-COMMANDS = ["synth", "info", "poses", "build", "labels", "segment", "eval", "render", "edit", "bench", "pretrain_spatial"]
+COMMANDS = ["synth", "info", "poses", "build", "labels", "segment", "eval", "render", "edit", "batch", "bench",
+            "pretrain_spatial"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from coseg.cli.scene_options import add_scene_options, settings_from_args
+from coseg.errors import CosegError
 
 
 def _segment_args(p) -> None:
@@ -70,9 +71,14 @@ def add_parser(sub) -> None:
     r.add_argument("--minutes", type=float,
                    help="building time budget: iterations and Gaussian cap chosen to fit (coseg build --minutes)")
     r.add_argument("--import-ply", type=Path, metavar="FILE", help="skip training: import a trained .ply")
+    r.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                   help="any BuildConfig field of the build stage, e.g. --set lr_opacity=0.025 (repeatable)")
+    r.add_argument("--stages", metavar="NAMES",
+                   help="only these stages, comma-separated, run in the pipeline's order (default: all of "
+                        "them; e.g. --stages segment,eval on a built run)")
     _segment_args(r)
     add_scene_options(r)
-    r.set_defaults(func=run_pipeline, seed=None, max_sh_degree=None, max_gaussians=None, backend=None, set=[])
+    r.set_defaults(func=run_pipeline, seed=None, max_sh_degree=None, max_gaussians=None, backend=None)
 
 
 #: CLI options of the CoSeg field -> its settings (the loss's are nested under "loss").
@@ -131,13 +137,26 @@ def run_segment(args) -> int:
     return drive(Pipeline(request, ("segment",) if args.no_eval else ("segment", "eval")))
 
 
-def run_pipeline(args) -> int:
+def pipeline_from_args(args):
+    """The `coseg.pipeline.Pipeline` of a parsed `coseg run` command line."""
     from coseg.cli.build import config_from_args as build_config_from_args
-    from coseg.cli.drive import drive
-    from coseg.pipeline import Pipeline, PipelineRequest
+    from coseg.pipeline import STAGES, Pipeline, PipelineRequest
 
+    stages = tuple(STAGES)
+    if args.stages is not None:
+        asked = [name.strip() for name in args.stages.split(",") if name.strip()]
+        unknown = [name for name in asked if name not in STAGES]
+        if unknown or not asked:
+            raise CosegError(f"--stages {args.stages}: stages are {', '.join(STAGES)}")
+        stages = tuple(name for name in STAGES if name in asked)
     request = PipelineRequest(out=args.out, scene=args.scene, build=build_config_from_args(args),
                               segment=config_from_args(args), import_ply=args.import_ply,
                               overwrite=args.overwrite, resume=args.resume, strict_resume=False,
                               reading=settings_from_args(args), cache=args.cache)
-    return drive(Pipeline(request))
+    return Pipeline(request, stages)
+
+
+def run_pipeline(args) -> int:
+    from coseg.cli.drive import drive
+
+    return drive(pipeline_from_args(args))

@@ -1,0 +1,170 @@
+"""`coseg batch`: scenes and manifests, planning from run folders, Ray and sequential runs, failures, retries."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import signal
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from coseg.batch import BatchConfig, BatchScene, expand_scenes, plan_scene, run_batch
+from coseg.batch.results import read_rows
+from coseg.errors import InputError
+
+RUN_OPTIONS = ("--iterations", "40", "--set", "init_max_points=200", "--set", "checkpoint_every=10",
+               "--set", "max_sh_degree=0", "--seg-iterations", "10", "--extractor", "appearance",
+               "--spatial-weights", "random")
+needs_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="ray is not installed")
+# Each stage is a `coseg run` process (about 6 s CPU of imports here): the Ray end-to-end runs are long checks.
+
+
+
+@pytest.fixture(scope="module")
+def scenes(tmp_path_factory):
+    """Three tiny scenes (two the same scene under two names) and one with a broken transforms.json."""
+    from coseg.synth import SynthConfig, generate
+
+    root = tmp_path_factory.mktemp("batch")
+    generate(root / "a", SynthConfig(views=6, test_views=2, width=48, height=36, points=3000, seed=2))
+    generate(root / "b", SynthConfig(views=6, test_views=2, width=48, height=36, points=3000, seed=3))
+    shutil.copytree(root / "a", root / "c")
+    shutil.copytree(root / "a", root / "broken")
+    (root / "broken" / "transforms_train.json").write_text("{ not json")
+    return root
+
+
+def _stamps(folder: Path) -> dict:
+    return {p.relative_to(folder): p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()}
+
+
+def test_scenes_from_folders_globs_and_a_manifest(tmp_path):
+    for name in ("x", "y", "z"):
+        (tmp_path / "scenes" / name).mkdir(parents=True)
+    manifest = tmp_path / "list.txt"
+    manifest.write_text("# scenes\nscenes/x --iterations 5   # short\n\n'scenes/y' --name why --field label-vote\n")
+    got = expand_scenes([str(tmp_path / "scenes" / "z"), str(manifest)])
+    assert got == [BatchScene("z", tmp_path / "scenes" / "z"),
+                   BatchScene("x", tmp_path / "scenes/x", ("--iterations", "5")),
+                   BatchScene("why", tmp_path / "scenes/y", ("--field", "label-vote"))]
+    assert [s.name for s in expand_scenes([str(tmp_path / "scenes" / "*")])] == ["x", "y", "z"]
+    with pytest.raises(InputError, match="matches no scene folder"):
+        expand_scenes([str(tmp_path / "nothing*")])
+    with pytest.raises(InputError, match="share the run folder 'x'"):
+        expand_scenes([str(tmp_path / "scenes" / "x"), str(manifest)])
+    (tmp_path / "bad.txt").write_text("scenes/x --name\n")
+    with pytest.raises(InputError, match=r"bad.txt:1: --name needs a folder name"):
+        expand_scenes([str(tmp_path / "bad.txt")])
+    (tmp_path / "empty.txt").write_text("# nothing\n")
+    with pytest.raises(InputError, match="lists no scene"):
+        expand_scenes([str(tmp_path / "empty.txt")])
+
+
+def test_plan_follows_the_run_folder_and_checks_the_options(scenes, tmp_path):
+    config = BatchConfig(out=tmp_path, options=RUN_OPTIONS)
+    scene = BatchScene("a", scenes / "a")
+    assert plan_scene(scene, config) == ["build", "segment", "eval"]
+    with pytest.raises(InputError, match="--seg-iterations: invalid int value"):
+        plan_scene(BatchScene("a", scenes / "a", ("--seg-iterations", "many")), config)
+    with pytest.raises(InputError, match="sets --out, --stages, --resume and --overwrite itself"):
+        plan_scene(BatchScene("a", scenes / "a", ("--overwrite",)), config)
+    with pytest.raises(InputError, match="--cpus-per-task 0"):
+        BatchConfig(out=tmp_path, cpus_per_task=0)
+
+
+def test_sequential_batch_runs_the_stages_and_a_rerun_does_nothing(scenes, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    lines = []
+    rows = run_batch([BatchScene("a", scenes / "a")], BatchConfig(out=out, ray="off", options=RUN_OPTIONS),
+                     report=lines.append)
+    assert [r["status"] for r in rows] == ["done"]
+    metrics = json.loads((out / "a" / "metrics.json").read_text())
+    assert rows[0]["psnr"] == metrics["building"]["psnr"] and rows[0]["miou"] == metrics["segmentation"]["miou"]
+    assert rows[0]["peak_rss_mb"] >= metrics["segmentation"]["peak_rss_mb"] > 50
+    assert (out / "a" / "segmented.ply").is_file()
+    assert [r["scene"] for r in read_rows(out / "results.csv")] == ["a", "mean"]
+    before = _stamps(out / "a")
+    lines.clear()
+    rows = run_batch([BatchScene("a", scenes / "a")], BatchConfig(out=out, ray="off", options=RUN_OPTIONS),
+                     report=lines.append)
+    assert lines == ["a: every stage has finished already"]
+    assert rows[0]["status"] == "done" and _stamps(out / "a") == before
+
+
+@pytest.mark.slow
+@needs_ray
+def test_ray_batch_runs_scenes_in_parallel_isolates_a_broken_one_and_reruns_nothing(scenes, tmp_path):
+    out = tmp_path / "out"
+    batch = [BatchScene(n, scenes / n) for n in ("a", "b", "c", "broken")]
+    config = BatchConfig(out=out, options=RUN_OPTIONS, num_cpus=2)
+    rows = {r["scene"]: r for r in run_batch(batch, config, report=lambda line: None)}
+    assert [rows[n]["status"] for n in ("a", "b", "c", "broken")] == ["done", "done", "done", "failed"]
+    assert "transforms_train.json" in rows["broken"]["error"] and "\n" not in rows["broken"]["error"]
+    for name in ("a", "b", "c"):
+        assert (out / name / "segmented.ply").is_file()
+        assert rows[name]["psnr"] == json.loads((out / name / "metrics.json").read_text())["building"]["psnr"]
+    table = {r["scene"]: r for r in read_rows(out / "results.csv")}
+    assert table["mean"]["status"] == "3/4 done"
+    assert float(table["mean"]["psnr"]) == pytest.approx(np.mean([rows[n]["psnr"] for n in "abc"]), abs=1e-3)
+    assert (out / "results.md").read_text().count("\n") == 2 + 5
+    before = {n: _stamps(out / n) for n in "abc"}
+    logs = {n: (out / "logs" / f"{n}.log").read_text() for n in "abc"}
+    rows = {r["scene"]: r for r in run_batch(batch[:3], config, report=lambda line: None)}
+    assert all(rows[n]["status"] == "done" for n in "abc")
+    assert {n: _stamps(out / n) for n in "abc"} == before
+    assert {n: (out / "logs" / f"{n}.log").read_text() for n in "abc"} == logs
+
+
+def _build_child_of(run: Path) -> int | None:
+    """pid of the `coseg run --stages build` process writing `run`, if one runs."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmd = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"--stages" in cmd and b"build" in cmd and str(run).encode() in cmd:
+            return int(entry.name)
+    return None
+
+
+def _parent(pid: int) -> int:
+    return int((Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+@pytest.mark.slow
+@needs_ray
+def test_a_lost_worker_is_retried_and_the_build_matches_an_uninterrupted_one(scenes, tmp_path):
+    from coseg.io.ply import read_gaussians_ply
+
+    out = tmp_path / "out"
+    options = RUN_OPTIONS + ("--iterations", "150", "--set", "checkpoint_every=20")  # the last ones count
+    config = BatchConfig(out=out, options=options, num_cpus=2)
+    batch = [BatchScene("a", scenes / "a"), BatchScene("c", scenes / "c")]
+    result: dict = {}
+    thread = threading.Thread(target=lambda: result.update(rows=run_batch(batch, config, report=lambda line: None)))
+    thread.start()
+    killed = None
+    deadline = time.monotonic() + 240
+    while killed is None and time.monotonic() < deadline and thread.is_alive():
+        child = _build_child_of(out / "c")
+        if child is not None and list((out / "c" / "checkpoints").glob("ckpt_*.pt")):
+            killed = _parent(child)
+            os.kill(killed, signal.SIGKILL)  # the Ray worker running c's build task
+        time.sleep(0.05)
+    thread.join(timeout=600)
+    assert killed is not None, "the build finished before the test could stop its worker"
+    assert [r["status"] for r in result["rows"]] == ["done", "done"]
+    log = (out / "logs" / "c.log").read_text()
+    assert log.count("--stages build") == 2 and "--resume" in log.split("--stages build")[2].splitlines()[0]
+    a, c = read_gaussians_ply(out / "a" / "gaussians.ply"), read_gaussians_ply(out / "c" / "gaussians.ply")
+    assert len(a) == len(c)
+    for name in ("means", "quats", "log_scales", "opacity_logits", "sh_dc", "sh_rest"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(c, name))
