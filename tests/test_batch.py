@@ -168,3 +168,13 @@ def test_a_lost_worker_is_retried_and_the_build_matches_an_uninterrupted_one(sce
     assert len(a) == len(c)
     for name in ("means", "quats", "log_scales", "opacity_logits", "sh_dc", "sh_rest"):
         np.testing.assert_array_equal(getattr(a, name), getattr(c, name))
+
+
+def test_run_stages_names_its_stages_in_one_line(scenes, tmp_path, capsys):
+    from coseg.cli import main
+    from coseg.pipeline import STAGES
+
+    rc = main(["run", str(scenes / "a"), "--out", str(tmp_path / "r"), "--stages", "build,paint"])
+    err = capsys.readouterr().err
+    assert rc == 1 and err.strip() == f"coseg run: error: --stages build,paint: stages are {', '.join(STAGES)}"
+    assert not (tmp_path / "r").exists()
