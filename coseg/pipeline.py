@@ -9,8 +9,12 @@ generator and stops at the first stage that is stopped: a later stage never
 runs on a partial result (docs/data-safety.md).
 
 `coseg build`, `coseg segment` and `coseg run` are pipelines over one, two or
-all of the stages. A new stage (camera poses of a photo folder, zero-shot
-labels of a scene without any) is one more `Stage` in `STAGES`: its
+all of the stages. `coseg run PHOTOS` on a folder of bare photos (no scene
+layout) plans the ``poses`` stage first: structure from motion writes the
+scene into the run (``RUN/scene``, `coseg.run.POSES_SCENE`; the photos are only
+read), the later stages read it from there. Bare photos carry no label maps,
+so without a labels stage the segment stage is left out (one warning line).
+A new stage (zero-shot labels of a scene without any) is one more `Stage` in `STAGES`: its
 ``wanted`` says whether the request needs it, ``check`` validates its inputs,
 ``run`` yields its progress records; ``section`` names its result in the run
 folder (`coseg.run.STAGE_FILES`), from which ``done`` follows.
@@ -24,7 +28,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 from coseg.errors import InputError
-from coseg.run import STAGE_FILES, RunDir
+from coseg.run import POSES_SCENE, STAGE_FILES, RunDir
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +62,8 @@ class PipelineRequest:
     (None: defaults); an existing run reads its scene as its config.json records."""
     cache: Path | None = None
     """Folder for the scene's undistorted / resized pixels (None: RUN/cache/pixels)."""
+    poses: Any = None
+    """`coseg.poses.PosesConfig` of the poses stage (None: defaults)."""
 
 
 @dataclass(frozen=True)
@@ -92,7 +98,7 @@ class Pipeline:
     """A request and the stages it runs (see the module docstring)."""
 
     request: PipelineRequest
-    stages: Sequence[str] = ("build", "segment", "eval")
+    stages: Sequence[str] = ("poses", "build", "segment", "eval")
     """Names of `STAGES` this command may run, in order."""
     scene: Any = None
     """The `coseg.scene.Scene`, read by `check`."""
@@ -100,6 +106,8 @@ class Pipeline:
     """The run, opened or created by `start`."""
     planned: list[Stage] = field(default_factory=list)
     """The stages `check` planned, in order."""
+    photos: Path | None = None
+    """The request's scene when it is a folder of bare photos (set by `plan`; the poses stage's input)."""
 
     def plan(self) -> list[Stage]:
         """The stages that will run, in order.
@@ -108,6 +116,7 @@ class Pipeline:
         one stage runs, every later one runs too (its inputs may change).
         """
         run = RunDir(self.request.out)
+        self.photos = _bare_photos(self.request.scene) if "poses" in self.stages else None
         wanted = [STAGES[name] for name in self.stages if STAGES[name].wanted(self)]
         if self.request.resume and not self.request.strict_resume:
             while wanted and wanted[0].done(run):
@@ -120,13 +129,20 @@ class Pipeline:
         """Validate everything the planned stages need before any starts (one-line errors)."""
         req = self.request
         planned = self.plan()
+        names = [s.name for s in planned]
         out = Path(req.out)
         has_run = (out / "config.json").exists()
-        builds = bool(planned) and planned[0].name == "build"
+        builds = bool(planned) and planned[0].name in ("poses", "build")
         if has_run or not builds or (req.resume and req.strict_resume):
             RunDir.open(out)  # format check, or "not a run folder"
         scene_path = req.scene or (_recorded_scene(out) if has_run else None)
-        if scene_path is None and not (builds and req.import_ply):
+        if self.photos is not None:
+            scene_path = None if "poses" in names else out / POSES_SCENE  # not made yet / made before
+            if "segment" in self.stages and "segment" not in names:
+                log.warning("%s: bare photos carry no label maps: this run recovers the cameras and builds, "
+                            "without the segment stage (add label maps to %s/labels/, then coseg segment %s)",
+                            self.photos, out / POSES_SCENE, out)
+        elif scene_path is None and not (builds and req.import_ply):
             raise InputError(f"{out / 'config.json'}: records no scene; pass SCENE")
         if scene_path is not None:
             self.scene = self._read_scene(Path(scene_path), recorded=has_run and not (builds and req.overwrite))
@@ -145,7 +161,7 @@ class Pipeline:
 
         req = self.request
         if recorded:
-            return read_run_scene(RunDir.open(req.out), req.scene)
+            return read_run_scene(RunDir.open(req.out), path)
         cache = req.cache if req.cache is not None else Path(req.out) / "cache" / "pixels"
         return read_scene(path, settings=req.reading, cache=cache)
 
@@ -179,6 +195,8 @@ class Pipeline:
         """Open the run, or create it when the build stage makes it (after `check`)."""
         req = self.request
         root = self.scene.root if self.scene is not None else None
+        if self.photos is not None:
+            root = Path(req.out) / POSES_SCENE
         if not (Path(req.out) / "config.json").exists():
             self.run_dir = RunDir.create(req.out, root, reading=self.reading())
         elif req.overwrite:
@@ -211,6 +229,63 @@ def _recorded_scene(out: Path) -> str | None:
     return (RunDir.open(out).read_config().get("scene") or {}).get("path")
 
 
+def _bare_photos(path: Path | None) -> Path | None:
+    """`path` when it is a folder of bare photos, not a scene; else None."""
+    from coseg.poses import is_photo_folder
+
+    return Path(path) if path is not None and is_photo_folder(Path(path)) else None
+
+
+# ---------------------------------------------------------------- poses
+def _check_poses(p: Pipeline) -> None:
+    from coseg.io.safety import Protected, check_output
+    from coseg.poses import list_photos
+    from coseg.poses.sfm import check_destination
+
+    req = p.request
+    list_photos(p.photos)  # enough photos, one size
+    protected = Protected()
+    protected.add_folder(p.photos, f"the photos folder {p.photos}")
+    check_output(req.out, protected, "--out", kind="folder")
+    check_destination(p.photos, Path(req.out) / POSES_SCENE, overwrite=req.overwrite)
+
+
+def _run_poses(p: Pipeline, stop, mode: str) -> Iterator[dict]:
+    """Structure from motion into RUN/scene, then read that scene for the stages after it."""
+    from coseg.building.trainer import check_training_scene
+    from coseg.poses import PosesConfig, recover_poses
+    from coseg.readers import read_scene
+
+    req, run = p.request, p.run_dir
+    scene_dir = run.path / POSES_SCENE
+    previous = None
+    if req.overwrite and run.has_result("poses"):
+        previous = run.new_backup("poses") / POSES_SCENE  # the replaced scene is kept, as every stage's
+    try:
+        for rec in recover_poses(p.photos, scene_dir, req.poses or PosesConfig(), overwrite=req.overwrite,
+                                 stop=stop, previous=previous):
+            if rec["phase"] == "done":
+                report = rec["report"]
+            else:
+                yield rec
+    except KeyboardInterrupt:
+        if stop is None or not stop.is_set():
+            raise
+        yield {"phase": "stopped"}
+        return
+    for stage in STAGE_FILES["poses"].derived:  # made from the replaced cameras: stale now
+        run.retire(stage)
+    cache = req.cache if req.cache is not None else run.path / "cache" / "pixels"
+    p.scene = read_scene(scene_dir, settings=req.reading, cache=cache)
+    check_training_scene(p.scene)
+    run.update_config("scene", {"path": str(scene_dir.resolve()), **p.reading()})
+    yield {"phase": "done", "report": report}
+
+
+def _poses_outcome(rec: dict) -> str | None:
+    return rec.get("phase") if rec.get("phase") in ("done", "stopped") else None
+
+
 # ---------------------------------------------------------------- build
 def _check_build(p: Pipeline) -> None:
     from coseg.building.trainer import check_training_scene
@@ -218,7 +293,8 @@ def _check_build(p: Pipeline) -> None:
 
     req = p.request
     protected = input_files([req.import_ply], "the .ply to import") if req.import_ply else inputs_of()
-    if p.scene is not None:
+    own_scene = Path(req.out).resolve() / POSES_SCENE  # a poses stage's scene is the run's own result
+    if p.scene is not None and Path(p.scene.root).resolve() != own_scene:
         protected = protected | scene_inputs(p.scene) | inputs_of(p.scene.root)
     check_output(req.out, protected, "--out", kind="folder")
     if req.import_ply is not None:
@@ -327,8 +403,11 @@ def _eval_finished(run: RunDir) -> bool:
 
 
 STAGES: dict[str, Stage] = {
+    "poses": Stage("poses", "poses", lambda p: p.photos is not None, _check_poses, _run_poses, _poses_outcome),
     "build": Stage("build", "building", lambda p: True, _check_build, _run_build, _build_outcome),
-    "segment": Stage("segment", "segmentation", lambda p: True, _check_segment, _run_segment, _segment_outcome),
+    # Bare photos have no label maps; a labels stage, once there is one, would make them.
+    "segment": Stage("segment", "segmentation", lambda p: p.photos is None or "labels" in STAGES,
+                     _check_segment, _run_segment, _segment_outcome),
     "eval": Stage("eval", None, lambda p: True, lambda p: None, _run_eval, lambda rec: "done", _eval_finished),
 }
 """Every stage a pipeline may run, by name (a command picks its list, in this order)."""

@@ -52,9 +52,14 @@ class StageFiles:
     """Stages whose results are computed from this one's: replacing it retires theirs."""
 
 
+#: Folder of a run that holds the scene its poses stage recovered from bare photos.
+POSES_SCENE = "scene"
+
 #: Stage (= its config.json / metrics.json section) -> the files it owns. A new
 #: stage adds its entry here so that overwrite, backup and resume treat it alike.
 STAGE_FILES: dict[str, StageFiles] = {
+    # `coseg run PHOTOS`: the cameras recovered from bare photos, a COLMAP scene inside the run.
+    "poses": StageFiles((f"{POSES_SCENE}/poses.json",), (), ("building", "segmentation")),
     "building": StageFiles(("gaussians.ply",), ("checkpoints/ckpt_*.pt",), ("segmentation",)),
     "segmentation": StageFiles(("segmented.ply", "segmentation.npz"), ("checkpoints/segment.pt",)),
 }
@@ -278,7 +283,7 @@ class RunDir:
         checkpoints = self.checkpoints_of(stage)
         kept = [self.path / n for n in STAGE_FILES[stage].results if (self.path / n).is_file()]
         if kept or checkpoints:
-            backup = self._new_backup(stage)
+            backup = self.new_backup(stage)
             with os_errors(backup, "cannot keep the previous result"):
                 for p in kept:
                     _link_or_copy(p, backup / p.relative_to(self.path))
@@ -337,7 +342,7 @@ class RunDir:
                 for name in what.results:
                     os.replace(staging / name, self.path / name)
                 for derived in what.derived:
-                    self._retire(derived)
+                    self.retire(derived)
             self.update_metrics(stage, {**staged.metrics, "completed": True}, replace=True)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
@@ -349,16 +354,16 @@ class RunDir:
         unkept = [p for p in old if not any((b / p.name).exists() and os.path.samefile(b / p.name, p)
                                             for b in backups)]
         if unkept:
-            backup = self._new_backup(stage)
+            backup = self.new_backup(stage)
             for p in unkept:
                 _link_or_copy(p, backup / p.name)
 
-    def _retire(self, stage: str) -> None:
+    def retire(self, stage: str) -> None:
         """Move a derived stage's results, checkpoints and sections into previous/ (they are stale now)."""
         files = [self.path / n for n in STAGE_FILES[stage].results if (self.path / n).is_file()]
         files += self.checkpoints_of(stage)
         if files:
-            backup = self._new_backup(stage)
+            backup = self.new_backup(stage)
             for p in files:
                 dest = backup / p.relative_to(self.path)
                 dest.parent.mkdir(parents=True, exist_ok=True)
@@ -373,7 +378,7 @@ class RunDir:
             del config[stage]
             write_json_atomic(self.config_path, config)
 
-    def _new_backup(self, stage: str) -> Path:
+    def new_backup(self, stage: str) -> Path:
         """A new ``previous/<stage>-<UTC time>[-n]/`` holding copies of config.json and metrics.json."""
         stamp = _now().strftime("%Y%m%d-%H%M%S")
         backup, n = self.previous_dir / f"{stage}-{stamp}", 1

@@ -1,6 +1,7 @@
 """Lens models and undistortion: projection agreement, masks, cache, bad lenses."""
 
 import json
+import re
 
 import imageio.v3 as iio
 import numpy as np
@@ -158,11 +159,19 @@ def test_resampled_pixels_are_cached_by_content(tmp_path):
     ("SIMPLE_RADIAL", [F, CX, CY, 3.0], r"too strong to undistort.*keep \d+% of the photo"),
     ("FOV", [F, F, CX, CY, 0.5], r"camera 1 uses the FOV model, which is not supported"),
 ])
-def test_bad_lenses_are_one_line(tmp_path, model, params, message):
+def test_bad_lenses_are_one_line(tmp_path, capsys, model, params, message):
     root = colmap_scene(tmp_path, model, params)
     with pytest.raises(InputError, match=message) as e:
         read_scene(root)
     assert "\n" not in str(e.value)
+    # As a user meets it: `coseg info` and `coseg build` print that one line and nothing else.
+    from coseg.cli import main
+
+    for argv in (["info", str(root)], ["build", str(root), "--out", str(tmp_path / "run")]):
+        assert main(argv) == 1
+        err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+        assert len(err) == 1 and re.search(message, err[0]), err
+    assert not (tmp_path / "run").exists()
 
 
 def test_mixed_cameras_keep_their_own_lenses(tmp_path):

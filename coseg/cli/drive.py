@@ -33,6 +33,44 @@ class _Display:
         self.close()
 
 
+class PosesBars(_Display):
+    """One tqdm bar per phase of structure from motion (`coseg poses`, the poses stage)."""
+
+    LABELS = {"extract": ("SIFT features", "img"), "match": ("matching", "pair"), "map": ("mapping", "img")}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.phase = None
+
+    def update(self, rec: dict) -> None:
+        from tqdm import tqdm
+
+        if rec.get("phase") not in self.LABELS:
+            return
+        if rec["phase"] != self.phase:
+            self.close()
+            desc, unit = self.LABELS[rec["phase"]]
+            self.phase, self.bar = rec["phase"], tqdm(total=rec["total"], desc=desc, unit=unit, dynamic_ncols=True)
+        self.bar.update(rec["done"] - self.bar.n)
+
+    def finish(self, last: dict, run) -> None:
+        self.close()
+        if last.get("phase") == "stopped":
+            print(f"stopped: no cameras written (run the same command with --resume to start the poses "
+                  f"stage again, in {run.path})")
+        elif last.get("phase") == "done":
+            from coseg.run import POSES_SCENE
+
+            print(registration_line(last["report"], run.path / POSES_SCENE / "sparse" / "0"))
+
+
+def registration_line(report: dict, sparse) -> str:
+    """What structure from motion recovered, in one line."""
+    return (f"registered {report['registered']} of {report['total']} photos, {report['points']} points, "
+            f"reprojection error {report['mean_reprojection_error_px']:.2f} px, {report['wall_s']:.0f} s "
+            f"({report['cpu_s']:.0f} s CPU) -> {sparse}")
+
+
 class _BuildBar(_Display):
     """tqdm bar and last line of the build stage."""
 
@@ -100,7 +138,7 @@ class _EvalPrint(_Display):
         print_metrics(last.get("results", {}))
 
 
-_DISPLAYS = {"build": _BuildBar, "segment": _SegmentBar, "eval": _EvalPrint}
+_DISPLAYS = {"poses": PosesBars, "build": _BuildBar, "segment": _SegmentBar, "eval": _EvalPrint}
 
 
 def drive(pipeline) -> int:

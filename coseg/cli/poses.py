@@ -42,35 +42,22 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from tqdm import tqdm
-
+    from coseg.cli.drive import PosesBars, registration_line
     from coseg.cli.stopping import stop_on_sigint
     from coseg.poses import PosesConfig, recover_poses
 
     config = PosesConfig(matcher=args.matcher, overlap=args.overlap, camera_model=args.camera_model,
                          max_image_size=args.max_image_size, max_features=args.max_features,
                          threads=args.threads, seed=args.seed, link=args.link)
-    labels = {"extract": "SIFT features", "match": "matching", "map": "mapping"}
-    units = {"extract": "img", "match": "pair", "map": "img"}
-    bars: dict[str, tqdm] = {}
+    bars = PosesBars()
     report: dict = {}
     with stop_on_sigint("chunk") as stop:
         try:
             for rec in recover_poses(args.photos, args.out, config, overwrite=args.overwrite, stop=stop):
-                phase = rec["phase"]
-                if phase == "done":
+                if rec["phase"] == "done":
                     report = rec["report"]
-                    continue
-                if phase not in bars:
-                    for bar in bars.values():
-                        bar.close()
-                    bars[phase] = tqdm(total=rec["total"], desc=labels[phase], unit=units[phase],
-                                       dynamic_ncols=True)
-                bars[phase].update(rec["done"] - bars[phase].n)
+                bars.update(rec)
         finally:
-            for bar in bars.values():
-                bar.close()
-    print(f"registered {report['registered']} of {report['total']} photos, {report['points']} points, "
-          f"reprojection error {report['mean_reprojection_error_px']:.2f} px, {report['wall_s']:.0f} s "
-          f"({report['cpu_s']:.0f} s CPU) -> {Path(args.out) / 'sparse' / '0'}")
+            bars.close()
+    print(registration_line(report, Path(args.out) / "sparse" / "0"))
     return 0

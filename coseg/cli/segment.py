@@ -59,9 +59,13 @@ def add_parser(sub) -> None:
 
     r = sub.add_parser("run", help="build + segment + evaluate a scene in one go",
                        description="coseg build SCENE --out RUN, then coseg segment RUN, then coseg eval RUN. "
-                                   "Every input the stages need (scene, labels, options) is checked before "
-                                   "the first starts; a stopped stage (Ctrl-C, exit code 130) ends the run.")
-    r.add_argument("scene", type=Path, help="scene folder")
+                                   "Given a folder of bare photos instead of a scene, the cameras are "
+                                   "recovered first (as coseg poses PHOTOS --out RUN/scene; the photos are "
+                                   "only read) and, as photos carry no label maps, the segment stage is "
+                                   "left out. Every input the stages need (scene, labels, options) is "
+                                   "checked before the first starts; a stopped stage (Ctrl-C, exit code 130) "
+                                   "ends the run.")
+    r.add_argument("scene", type=Path, help="scene folder, or a folder of photos without poses")
     r.add_argument("--out", type=Path, required=True, help="run folder to create")
     r.add_argument("--overwrite", action="store_true",
                    help="run every stage again in an existing run (old results kept in RUN/previous/)")

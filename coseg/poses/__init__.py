@@ -6,7 +6,7 @@ for initialisation. See docs/scene-formats.md, "Photos without poses".
 """
 
 from coseg.poses.config import PosesConfig, choose_matcher, image_pairs, looks_like_video
-from coseg.poses.sfm import RegistrationFailed, list_photos, recover_poses
+from coseg.poses.sfm import RegistrationFailed, is_photo_folder, list_photos, recover_poses
 
-__all__ = ["PosesConfig", "RegistrationFailed", "choose_matcher", "image_pairs", "list_photos",
-           "looks_like_video", "recover_poses"]
+__all__ = ["PosesConfig", "RegistrationFailed", "choose_matcher", "image_pairs", "is_photo_folder",
+           "list_photos", "looks_like_video", "recover_poses"]

@@ -42,6 +42,8 @@ EXTRACT_CHUNK = 8
 MATCH_CHUNK = 64
 #: A registered image seeing fewer than this fraction of the median image's 3D points is "weak".
 WEAK_FRACTION = 0.25
+#: Name of the folder inside SCENE a run works in (+ its process id) until it succeeds.
+STAGING_PREFIX = ".poses-staging-"
 #: What SCENE may already hold; replaced only with --overwrite.
 RESULT_NAMES = ("images", "sparse", "database.db", "poses.json")
 
@@ -58,12 +60,10 @@ def list_photos(photos: Path) -> list[str]:
             (one camera is assumed for all photos).
     """
     from coseg.readers import image_size
-    from coseg.scene import IMAGE_EXTS
 
     if not photos.is_dir():
         raise InputError(f"{photos}: not a folder of photos")
-    names = sorted(p.name for p in photos.iterdir() if p.is_file() and p.suffix in IMAGE_EXTS
-                   and p.suffix.lower() != ".exr")
+    names = _photo_names(photos)
     if len(names) < 3:
         raise InputError(f"{photos}: {len(names)} photo(s) found (.jpg, .png, .tif); "
                          "structure from motion needs at least 3 overlapping photos")
@@ -75,6 +75,27 @@ def list_photos(photos: Path) -> list[str]:
         raise InputError(f"{photos}: photos of different sizes ({na}: {a[0]}x{a[1]}, {nb}: {b[0]}x{b[1]}); "
                          "coseg poses assumes one camera: put each camera's photos in its own folder")
     return names
+
+
+def is_photo_folder(path: Path) -> bool:
+    """Whether `path` is a folder of bare photos: images directly inside, no scene layout a reader knows."""
+    from coseg.readers import detect_format
+
+    if not path.is_dir() or not _photo_names(path):
+        return False
+    try:
+        detect_format(path)
+    except InputError:
+        return True
+    return False
+
+
+def _photo_names(folder: Path) -> list[str]:
+    """Sorted names of the image files directly inside `folder` (HDR .exr excluded)."""
+    from coseg.scene import IMAGE_EXTS
+
+    return sorted(p.name for p in folder.iterdir() if p.is_file() and p.suffix in IMAGE_EXTS
+                  and p.suffix.lower() != ".exr")
 
 
 def check_destination(photos: Path, out: Path, overwrite: bool) -> Path:
@@ -94,7 +115,8 @@ def check_destination(photos: Path, out: Path, overwrite: bool) -> Path:
 
 
 def recover_poses(photos: str | os.PathLike, out: str | os.PathLike, config: PosesConfig | None = None,
-                  overwrite: bool = False, stop: threading.Event | None = None) -> Iterator[dict]:
+                  overwrite: bool = False, stop: threading.Event | None = None,
+                  previous: Path | None = None) -> Iterator[dict]:
     """Recover the cameras of a folder of photos and write a COLMAP scene to `out`.
 
     Args:
@@ -103,6 +125,7 @@ def recover_poses(photos: str | os.PathLike, out: str | os.PathLike, config: Pos
         config: settings (default `PosesConfig()`).
         overwrite: replace a scene already in `out` (only once the new one is complete).
         stop: when set, the run stops between chunks and leaves `out` as it was.
+        previous: with `overwrite`, the folder the replaced scene's files move to (None: deleted).
 
     Yields:
         ``{"phase": "extract" | "match" | "map", "done": k, "total": n}`` records, then
@@ -121,7 +144,8 @@ def recover_poses(photos: str | os.PathLike, out: str | os.PathLike, config: Pos
     matcher, reason = choose_matcher([Path(n).stem for n in names], config)
     log.info("coseg poses: %d photos in %s; %s matching (%s)", len(names), photos, matcher, reason)
     out.mkdir(parents=True, exist_ok=True)
-    staging = out / f".poses-staging-{os.getpid()}"
+    _clear_stale_staging(out)
+    staging = out / f"{STAGING_PREFIX}{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
     db = staging / "database.db"
@@ -155,7 +179,7 @@ def recover_poses(photos: str | os.PathLike, out: str | os.PathLike, config: Pos
         from coseg.io.atomic import write_json_atomic
 
         write_json_atomic(staging / "poses.json", report)
-        _move_into_place(staging, out)
+        _move_into_place(staging, out, previous)
     finally:
         pycolmap.logging.minloglevel = level
         shutil.rmtree(staging, ignore_errors=True)
@@ -297,12 +321,43 @@ def _write_scene(rec, photos: Path, names: list[str], staging: Path, config: Pos
                        "params": [float(v) for v in camera.params]}}
 
 
-def _move_into_place(staging: Path, out: Path) -> None:
-    """Replace out's results by the staged ones; on a failed rename the old ones are put back."""
+def _clear_stale_staging(out: Path) -> None:
+    """Remove the staging folders of killed runs in `out`; refuse while another run works there.
+
+    A run killed without cleaning up (SIGKILL, power loss) leaves its
+    ``.poses-staging-<pid>``; it is never reused, only removed once that process is gone.
+
+    Raises:
+        CosegError: a live process (another `coseg poses`) owns a staging folder in `out`.
+    """
+    for folder in sorted(out.glob(f"{STAGING_PREFIX}*")):
+        pid = folder.name[len(STAGING_PREFIX):]
+        if pid.isdigit() and int(pid) != os.getpid() and _process_alive(int(pid)):
+            raise CosegError(f"{out}: another coseg poses (process {pid}) is writing this scene; wait for it "
+                             f"to end (or remove {folder.name} if no such run exists)")
+        log.info("%s: removing %s, left by a run that was killed", out, folder.name)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by another user
+        return True
+    return True
+
+
+def _move_into_place(staging: Path, out: Path, previous: Path | None = None) -> None:
+    """Replace out's results by the staged ones; on a failed rename the old ones are put back.
+
+    The replaced files go to `previous` when given, else they are deleted with the staging folder.
+    """
     from coseg.io.safety import os_error_line
 
-    old = staging / "previous"
-    old.mkdir()
+    old = staging / "previous" if previous is None else previous
+    old.mkdir(parents=True, exist_ok=True)
     moved: list[str] = []
     try:
         for name in RESULT_NAMES:
