@@ -282,6 +282,13 @@ def _run_poses(p: Pipeline, stop, mode: str) -> Iterator[dict]:
     yield {"phase": "done", "report": report}
 
 
+def _poses_result(out: Path, scene_root: Path) -> bool:
+    """Whether `scene_root` is the scene the poses stage of the run in `out` recovered (the run's own result)."""
+    run = RunDir(out)
+    return (run.config_path.is_file() and run.has_result("poses")
+            and Path(scene_root).resolve() == (run.path / POSES_SCENE).resolve())
+
+
 def _poses_outcome(rec: dict) -> str | None:
     return rec.get("phase") if rec.get("phase") in ("done", "stopped") else None
 
@@ -293,8 +300,7 @@ def _check_build(p: Pipeline) -> None:
 
     req = p.request
     protected = input_files([req.import_ply], "the .ply to import") if req.import_ply else inputs_of()
-    own_scene = Path(req.out).resolve() / POSES_SCENE  # a poses stage's scene is the run's own result
-    if p.scene is not None and Path(p.scene.root).resolve() != own_scene:
+    if p.scene is not None and not _poses_result(req.out, p.scene.root):
         protected = protected | scene_inputs(p.scene) | inputs_of(p.scene.root)
     check_output(req.out, protected, "--out", kind="folder")
     if req.import_ply is not None:
