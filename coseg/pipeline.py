@@ -116,7 +116,7 @@ class Pipeline:
         one stage runs, every later one runs too (its inputs may change).
         """
         run = RunDir(self.request.out)
-        self.photos = _bare_photos(self.request.scene) if "poses" in self.stages else None
+        self.photos = _bare_photos(self.request.scene)
         wanted = [STAGES[name] for name in self.stages if STAGES[name].wanted(self)]
         if self.request.resume and not self.request.strict_resume:
             while wanted and wanted[0].done(run):
@@ -138,6 +138,9 @@ class Pipeline:
         scene_path = req.scene or (_recorded_scene(out) if has_run else None)
         if self.photos is not None:
             scene_path = None if "poses" in names else out / POSES_SCENE  # not made yet / made before
+            if scene_path is not None and not _poses_result(out, scene_path):
+                raise InputError(f"{self.photos}: photos without camera poses; recover them first with "
+                                 f"coseg poses {self.photos} --out SCENE (or coseg run {self.photos} --out RUN)")
             if "segment" in self.stages and "segment" not in names:
                 log.warning("%s: bare photos carry no label maps: this run recovers the cameras and builds, "
                             "without the segment stage (add label maps to %s/labels/, then coseg segment %s)",

@@ -51,8 +51,8 @@ def test_run_on_photos_plans_poses_first_and_leaves_out_segment(tmp_path, caplog
     assert pipeline.scene is None  # the scene does not exist before the poses stage
     assert "no label maps" in caplog.text and "without the segment stage" in caplog.text
     assert not (tmp_path / "run").exists()  # checking writes nothing
-    # coseg build of bare photos is not a pipeline with a poses stage: one line, as before.
-    with pytest.raises(InputError, match="not a scene folder"):
+    # coseg build of bare photos has no poses stage: one line saying what to run first.
+    with pytest.raises(InputError, match="photos without camera poses; recover them first with coseg poses"):
         Pipeline(PipelineRequest(out=tmp_path / "run2", scene=photos), ("build",)).check()
 
 
