@@ -50,6 +50,13 @@ class StageFiles:
     """Glob patterns of the stage's resume points."""
     derived: tuple[str, ...] = ()
     """Stages whose results are computed from this one's: replacing it retires theirs."""
+    extras: tuple[str, ...] = ()
+    """Files the stage may write beside its results (not required; put in place, kept and retired with them)."""
+
+    @property
+    def owned(self) -> tuple[str, ...]:
+        """Results and extras."""
+        return self.results + self.extras
 
 
 #: Folder of a run that holds the scene its poses stage recovered from bare photos.
@@ -61,7 +68,8 @@ STAGE_FILES: dict[str, StageFiles] = {
     # `coseg run PHOTOS`: the cameras recovered from bare photos, a COLMAP scene inside the run.
     "poses": StageFiles((f"{POSES_SCENE}/poses.json",), (), ("building", "segmentation")),
     "building": StageFiles(("gaussians.ply",), ("checkpoints/ckpt_*.pt",), ("segmentation",)),
-    "segmentation": StageFiles(("segmented.ply", "segmentation.npz"), ("checkpoints/segment.pt",)),
+    "segmentation": StageFiles(("segmented.ply", "segmentation.npz"), ("checkpoints/segment.pt",),
+                               extras=("classes.json",)),
 }
 
 #: Files a run keeps besides stage results and checkpoints (a run holding only these is unused).
@@ -281,7 +289,7 @@ class RunDir:
         if start_as != "fresh" or not overwrite:
             return start_as
         checkpoints = self.checkpoints_of(stage)
-        kept = [self.path / n for n in STAGE_FILES[stage].results if (self.path / n).is_file()]
+        kept = [self.path / n for n in STAGE_FILES[stage].owned if (self.path / n).is_file()]
         if kept or checkpoints:
             backup = self.new_backup(stage)
             with os_errors(backup, "cannot keep the previous result"):
@@ -339,8 +347,11 @@ class RunDir:
                 raise RuntimeError(f"the {stage} stage did not write {', '.join(missing)}")
             with os_errors(self.path, "cannot put the new result in place"):
                 self._keep_unkept(stage)
-                for name in what.results:
-                    os.replace(staging / name, self.path / name)
+                for name in what.owned:
+                    if (staging / name).is_file():
+                        os.replace(staging / name, self.path / name)
+                    elif name in what.extras and (self.path / name).is_file():
+                        os.remove(self.path / name)  # an extra of the replaced result (it is kept in previous/)
                 for derived in what.derived:
                     self.retire(derived)
             self.update_metrics(stage, {**staged.metrics, "completed": True}, replace=True)
@@ -349,7 +360,7 @@ class RunDir:
 
     def _keep_unkept(self, stage: str) -> None:
         """Link old results no backup holds yet (a library caller that skipped `start_stage`)."""
-        old = [self.path / n for n in STAGE_FILES[stage].results if (self.path / n).is_file()]
+        old = [self.path / n for n in STAGE_FILES[stage].owned if (self.path / n).is_file()]
         backups = list(self.previous_dir.glob(f"{stage}-*")) if self.previous_dir.is_dir() else []
         unkept = [p for p in old if not any((b / p.name).exists() and os.path.samefile(b / p.name, p)
                                             for b in backups)]
@@ -360,7 +371,7 @@ class RunDir:
 
     def retire(self, stage: str) -> None:
         """Move a derived stage's results, checkpoints and sections into previous/ (they are stale now)."""
-        files = [self.path / n for n in STAGE_FILES[stage].results if (self.path / n).is_file()]
+        files = [self.path / n for n in STAGE_FILES[stage].owned if (self.path / n).is_file()]
         files += self.checkpoints_of(stage)
         if files:
             backup = self.new_backup(stage)

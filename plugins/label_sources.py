@@ -31,10 +31,12 @@ class InstanceMasks:
         d = Path(path) / self.folder
         return d.is_dir() and any(d.glob("*.png"))
 
-    def load(self, scene, cameras=None, dominant=None, iou_threshold: float = 0.3, min_pixels: int = 20, **_):
+    def load(self, scene, cameras=None, dominant=None, iou_threshold: float = 0.3, min_pixels: int = 20,
+             folder: str | None = None, **_):
+        """`folder`: the mask folder (relative to the scene, or absolute); default ``masks``."""
         from coseg.labels import load_instance_masks
 
-        return load_instance_masks(scene, dominant, cameras, self.folder, iou_threshold, min_pixels)
+        return load_instance_masks(scene, dominant, cameras, folder or self.folder, iou_threshold, min_pixels)
 
 
 def register(registry) -> None:

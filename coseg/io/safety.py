@@ -103,7 +103,7 @@ def run_results(run_path: str | os.PathLike) -> Protected:
 
     run = Path(run_path)
     p = Protected()
-    names = [*RUN_RESULT_NAMES, *(n for files in STAGE_FILES.values() for n in files.results)]
+    names = [*RUN_RESULT_NAMES, *(n for files in STAGE_FILES.values() for n in files.owned)]
     for name in names:
         target = run / name
         why = f"a result of the run {run} (re-run its stage with --overwrite to replace it)"

@@ -38,6 +38,15 @@ class SegmentConfig:
     """Final / initial learning rate of the cosine schedule."""
     attendance_tau: float = 1e-6
     """Attendance-rate threshold τ: Gaussians blended into fewer than τ·V·H·W training pixels are pruned."""
+    labels: str = "auto"
+    """Raw labels: "semantic" (labels/ class maps), "instance_masks" (per-view masks associated through the
+    Gaussians) or "auto" (semantic when present, else masks; `coseg.segment.sources`)."""
+    masks: str | None = None
+    """Instance-mask folder (default: RUN/masks, else SCENE/masks)."""
+    association_iou: float = 0.3
+    """Two masks of different views join one segment when their Gaussian sets' IoU reaches this."""
+    max_segments: int = 100
+    """Most associated segments the field predicts (the largest; the others are not supervised)."""
     seed: int = 0
     """Seed of view order, sampling and initialisation."""
     log_every: int = 50
@@ -61,8 +70,9 @@ class SegmentConfig:
         check_settings(self, "segmentation", {
             "iterations": AT_LEAST_1, "lr_final_ratio": Range(0, 1, open_lo=True),
             "attendance_tau": Range(0, 1, open_hi=True), "seed": NON_NEGATIVE, "log_every": AT_LEAST_1,
-            "checkpoint_every": AT_LEAST_1,
-        }, {"lr_schedule": ("constant", "cosine")})
+            "checkpoint_every": AT_LEAST_1, "association_iou": Range(0, 1, open_lo=True),
+            "max_segments": Range(2, 65535),
+        }, {"lr_schedule": ("constant", "cosine"), "labels": ("auto", "semantic", "instance_masks")})
 
     def to_dict(self) -> dict:
         """Every setting as JSON-ready values (the ``segmentation`` section of config.json)."""

@@ -10,6 +10,17 @@ mIoU on the same views is reported beside it when the test views have labels.
 Beside the soft rendering, the hard per-Gaussian segment ids the studio and
 export use are scored (`coseg.segment.compactness`): their rendered mIoU and
 how compact the segments are against the ground truth.
+
+Class-agnostic segmentations (trained on associated instance masks, whose
+segment ids name no class) are scored by matching: each predicted segment is
+given the GT class it overlaps most, counted in pixels over all the evaluated
+views together (`coseg.metrics.OverlapTable`); the matched class maps are then
+scored like any other (mIoU, accuracy). Several segments may match one class
+(an over-segmented object costs nothing here); a segment straddling two
+objects costs the one it loses. Where the scene has GT instance maps
+(``gt_instances/<stem>.png``), the instance-level figure is reported too:
+for every (view, GT instance) pair the IoU of the best-matching predicted
+segment (``instance_best_iou``, and the share at IoU >= 0.5).
 """
 
 from __future__ import annotations
@@ -91,10 +102,13 @@ class SegmentedRun:
 
 def evaluate_segmentation(run_dir: Path, scene, split: str = "test", max_feature_pixels: int = 20000) -> dict:
     """mIoU, accuracy, FPS and feature-cluster indices of a segmented run on `split`."""
-    from coseg.metrics import (ConfusionMatrix, calinski_harabasz, davies_bouldin, miou, per_class_iou,
-                                pixel_accuracy)
+    from coseg.metrics import (ConfusionMatrix, OverlapTable, best_match_iou, calinski_harabasz, davies_bouldin,
+                               miou, per_class_iou, pixel_accuracy, relabel)
+    from coseg.run import RunDir
 
     run = SegmentedRun(run_dir)
+    recorded = RunDir.open(run_dir).read_metrics().get("segmentation") or {}
+    agnostic = recorded.get("label_source") == "instance_masks"
     cams = scene.split(split)
     if not cams:
         raise ValueError(f"{scene.root}: no {split} views to evaluate")
@@ -106,6 +120,7 @@ def evaluate_segmentation(run_dir: Path, scene, split: str = "test", max_feature
     rng = np.random.default_rng(0)
     f_samples, l_samples = [], []
     render_s, has_raw = 0.0, False
+    overlap, predicted, instance_ious = OverlapTable(), [], []
     for cam in cams:
         gt = scene.load_gt(cam)
         if gt is None:
@@ -114,8 +129,17 @@ def evaluate_segmentation(run_dir: Path, scene, split: str = "test", max_feature
         run.render_rgb(cam)
         pred = run.render_labels(cam)
         render_s += time.perf_counter() - t0
-        pred_cm.update(pred, gt)
-        hard_cm.update(run.render_hard_labels(cam), gt)
+        hard = run.render_hard_labels(cam)
+        if agnostic:
+            overlap.update(pred, gt)
+            predicted.append((pred, hard, gt))
+            inst_path = Path(scene.root) / "gt_instances" / f"{cam.name}.png"
+            if inst_path.exists():
+                inst = scene.load_id_map(cam, inst_path, fill=0)
+                instance_ious.extend(best_match_iou(pred, inst).values())
+        else:
+            pred_cm.update(pred, gt)
+            hard_cm.update(hard, gt)
         raw = scene.load_labels(cam)
         if raw is not None:
             raw_cm.update(raw, gt)
@@ -127,6 +151,11 @@ def evaluate_segmentation(run_dir: Path, scene, split: str = "test", max_feature
             take = rng.choice(ok, size=min(len(ok), max_feature_pixels // len(cams) + 1), replace=False)
             f_samples.append(fmap[take])
             l_samples.append(flat[take])
+    if agnostic:
+        lut = overlap.majority_classes()
+        for pred, hard, gt in predicted:
+            pred_cm.update(relabel(pred, lut), gt)
+            hard_cm.update(relabel(hard, lut), gt)
     out = {
         "split": split, "views": len(cams),
         "miou": miou(pred_cm), "accuracy": pixel_accuracy(pred_cm),
@@ -135,6 +164,12 @@ def evaluate_segmentation(run_dir: Path, scene, split: str = "test", max_feature
         "hard_id_miou": miou(hard_cm),
     }
     out.update(_compactness(run, scene, n_classes))
+    if agnostic:
+        out["matching"] = "each segment -> the GT class it overlaps most over these views"
+        out["segments_matched"] = int((overlap.majority_classes() >= 0).sum())
+        if instance_ious:
+            out["instance_best_iou"] = float(np.mean(instance_ious))
+            out["instances_at_iou_0.5"] = float(np.mean(np.asarray(instance_ious) >= 0.5))
     if has_raw:
         out["raw_label_miou"] = miou(raw_cm)
         out["raw_label_accuracy"] = pixel_accuracy(raw_cm)

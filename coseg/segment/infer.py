@@ -30,9 +30,13 @@ def fill_from_nearest(values: np.ndarray, xyz: np.ndarray, have: np.ndarray) -> 
 
 
 def write_segment_outputs(run, scene, gaussians, kept: np.ndarray, class_ids: np.ndarray, logits: np.ndarray,
-                          info: dict, field: str, out_dir: Path | None = None) -> dict:
-    """Write segmentation.npz (logits [N_kept, C], kept, class ids) and segmented.ply into `out_dir`
-    (the staging folder of `RunDir.writing_results`; default the run folder itself).
+                          info: dict, field: str, out_dir: Path | None = None,
+                          names: dict[int, str] | None = None) -> dict:
+    """Write segmentation.npz (logits [N_kept, C], kept, class ids), segmented.ply and classes.json into
+    `out_dir` (the staging folder of `RunDir.writing_results`; default the run folder itself).
+
+    classes.json names the segments: `names` (e.g. "object 7" for associated instance masks), else
+    the scene's classes (``{}`` when it has none, so the studio falls back to the scene's).
 
     `gaussians` are in the run's working frame; segmented.ply is written in the input's frame.
 
@@ -54,7 +58,10 @@ def write_segment_outputs(run, scene, gaussians, kept: np.ndarray, class_ids: np
     segmented.segments = segments
     write_gaussians_ply(segmented, out_dir / "segmented.ply")
     ids, counts = np.unique(segments, return_counts=True)
-    names = scene.classes
+    names = names or scene.classes
+    from coseg.io.atomic import write_json_atomic
+
+    write_json_atomic(out_dir / "classes.json", {str(int(i)): names[int(i)] for i in class_ids if int(i) in names})
     summary = dict(info)
     summary["field"] = field
     summary["segments"] = {int(i): {"class": names.get(int(i), str(int(i))), "gaussians": int(k)}

@@ -55,21 +55,28 @@ class LabelSet:
         return out
 
 
-def collect_labels(scene, cams) -> LabelSet:
+def collect_labels(scene, cams, source=None) -> LabelSet:
     """Scan the training label maps.
+
+    Args:
+        scene: the run's scene.
+        cams: the training cameras.
+        source: a `coseg.segment.sources.TrainingLabels` (default: the scene's semantic labels).
 
     Raises:
         InputError: no training view has labels, or the labels hold one class only.
     """
+    load = scene.load_labels if source is None else source.load
+    void = VOID_IDS if source is None else source.void
     found: set[int] = set()
     labelled, missing = [], 0
     for i, cam in enumerate(cams):
-        ids = scene.load_labels(cam)
+        ids = load(cam)
         if ids is None:
             missing += 1
             continue
         labelled.append(i)
-        found.update(int(v) for v in np.unique(ids) if int(v) not in VOID_IDS)
+        found.update(int(v) for v in np.unique(ids) if int(v) not in void)
     if not labelled:
         raise InputError(f"{scene.root}: no training view has a label map (labels/<stem>.png); "
                          "the segmentation stage needs raw zero-shot labels")
@@ -77,7 +84,8 @@ def collect_labels(scene, cams) -> LabelSet:
         log.warning("%d of %d training views have no label map; they are skipped by the pixel loss",
                     missing, len(cams))
     if len(found) < 2:
-        raise InputError(f"{scene.root}: the training labels hold {len(found)} class "
+        what = "segment" if source is not None and source.source == "instance_masks" else "class"
+        raise InputError(f"{scene.root}: the training labels hold {len(found)} {what} "
                          f"({sorted(found)}); segmentation needs at least two")
     class_ids = np.array(sorted(found), np.int64)
     lut = np.full(int(class_ids.max()) + 1, -1, np.int64)
@@ -85,9 +93,13 @@ def collect_labels(scene, cams) -> LabelSet:
     return LabelSet(class_ids, lut, labelled, missing)
 
 
-def label_index_maps(scene, cams, labels: LabelSet) -> dict[int, torch.Tensor]:
-    """[H, W] int64 output-index maps (-1 = void) of the labelled training views, by camera index."""
-    return {i: torch.from_numpy(labels.to_index(scene.load_labels(cams[i]))) for i in labels.labelled}
+def label_index_maps(scene, cams, labels: LabelSet, source=None) -> dict[int, torch.Tensor]:
+    """[H, W] int64 output-index maps (-1 = void) of the labelled training views, by camera index.
+
+    `source`: the `coseg.segment.sources.TrainingLabels` the labels came from (None: the scene's maps).
+    """
+    load = scene.load_labels if source is None else source.load
+    return {i: torch.from_numpy(labels.to_index(load(cams[i]))) for i in labels.labelled}
 
 
 def attendance_counts(cams, params: dict) -> np.ndarray:

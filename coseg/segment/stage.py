@@ -146,8 +146,12 @@ def segment(run_dir: str | Path, config: SegmentConfig | None = None, stop_event
         log.info("resuming the segmentation of %s with its recorded settings", run.path)
     run.update_config("segmentation", config.to_dict())
     t_start = time.perf_counter()
+    from coseg.segment.sources import training_labels
+
+    source = training_labels(run.path, scene, gaussians, scene.train_cameras, config)
     field = field_class(config.field)(config.field_config, StageInputs(
-        run=run, scene=scene, gaussians=gaussians, seed=config.seed, attendance_tau=config.attendance_tau))
+        run=run, scene=scene, gaussians=gaussians, seed=config.seed, attendance_tau=config.attendance_tau,
+        labels=source))
     for rec in field.prepare():
         yield rec
         if stop_event is not None and stop_event.is_set():
@@ -185,7 +189,7 @@ def segment(run_dir: str | Path, config: SegmentConfig | None = None, stop_event
 
     with run.writing_results("segmentation") as result:
         summary = write_segment_outputs(run, scene, gaussians, field.kept, field.class_ids, field.infer(),
-                                        field.info, config.field, result.dir)
+                                        {**field.info, **source.info}, config.field, result.dir, source.names)
         summary.update(prepare_s=round(prepare_s, 2), train_s=round(train_s, 2),
                        segmentation_total_s=round(time.perf_counter() - t_start, 2),
                        peak_rss_mb=round(peak_rss_mb(), 1))

@@ -40,6 +40,8 @@ class StageInputs:
     """Seed of the field's initialisation and sampling."""
     attendance_tau: float
     """Attendance-rate threshold τ of the pruning (`coseg.render.attendance_mask`)."""
+    labels: Any = None
+    """The raw training labels, a `coseg.segment.sources.TrainingLabels` (None: the scene's label maps)."""
 
     @property
     def cameras(self) -> list:

@@ -117,9 +117,9 @@ class CoSegField(Field):
 
         c, run, scene = self.config, self.inputs.run, self.inputs.scene
         self.cams = self.inputs.cameras
-        self.labels = collect_labels(scene, self.cams)
+        self.labels = collect_labels(scene, self.cams, self.inputs.labels)
         self.class_ids = self.labels.class_ids
-        label_maps = label_index_maps(scene, self.cams, self.labels)
+        label_maps = label_index_maps(scene, self.cams, self.labels, self.inputs.labels)
         self.class_weights = self._class_weights(label_maps)
         params = gaussian_tensors(self.inputs.gaussians)
         extractor = select_extractor(c.extractor, dino_model=c.dino_model, dino_weights=c.dino_weights)

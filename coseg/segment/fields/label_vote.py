@@ -35,7 +35,7 @@ from coseg.segment.fields.base import Field
 log = logging.getLogger(__name__)
 
 
-def vote_labels(scene, cams, gaussians, tau: float) -> dict:
+def vote_labels(scene, cams, gaussians, tau: float, source=None) -> dict:
     """Unproject the one-hot training labels onto the Gaussians.
 
     Args:
@@ -43,6 +43,7 @@ def vote_labels(scene, cams, gaussians, tau: float) -> dict:
         cams: training cameras (views without a label map are skipped).
         gaussians: the built Gaussians.
         tau: attendance-rate threshold (see `coseg.render.attendance_mask`).
+        source: the raw labels (`coseg.segment.sources.TrainingLabels`; None: the scene's label maps).
 
     Returns:
         dict with ``votes`` [N_kept, C] float32 class fractions, ``kept`` [N_kept]
@@ -55,13 +56,14 @@ def vote_labels(scene, cams, gaussians, tau: float) -> dict:
     from coseg.segment.infer import fill_from_nearest
     from coseg.segment.prepare import collect_labels, prune_by_attendance
 
-    labels = collect_labels(scene, cams)
+    labels = collect_labels(scene, cams, source)
+    load = scene.load_labels if source is None else source.load
     views = [cams[i] for i in labels.labelled]
     n_classes = len(labels.class_ids)
 
     def one_hot_maps() -> Iterator[np.ndarray]:
         for cam in views:
-            index = labels.to_index(scene.load_labels(cam))
+            index = labels.to_index(load(cam))
             out = np.zeros(index.shape + (n_classes,), np.float32)
             rows, cols = np.nonzero(index >= 0)
             out[rows, cols, index[rows, cols]] = 1.0
@@ -99,7 +101,7 @@ class LabelVoteField(Field):
     def prepare(self) -> Iterator[dict]:
         inputs = self.inputs
         yield {"stage": "vote", "views": len(inputs.cameras)}
-        result = vote_labels(inputs.scene, inputs.cameras, inputs.gaussians, inputs.attendance_tau)
+        result = vote_labels(inputs.scene, inputs.cameras, inputs.gaussians, inputs.attendance_tau, inputs.labels)
         labels = result["labels"]
         self.kept, self.class_ids, self.votes = result["kept"], labels.class_ids, result["votes"]
         n = len(inputs.gaussians)

@@ -110,9 +110,9 @@ class PerGaussianField(Field):
 
         scene, gaussians = self.inputs.scene, self.inputs.gaussians
         self.cams = self.inputs.cameras
-        labels = collect_labels(scene, self.cams)
+        labels = collect_labels(scene, self.cams, self.inputs.labels)
         self.class_ids = labels.class_ids
-        self.label_maps = label_index_maps(scene, self.cams, labels)
+        self.label_maps = label_index_maps(scene, self.cams, labels, self.inputs.labels)
         params = gaussian_tensors(gaussians)
         yield {"stage": "attendance", "views": len(self.cams)}
         self.kept = prune_by_attendance(attendance_counts(self.cams, params), self.inputs.attendance_tau, self.cams)
