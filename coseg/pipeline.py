@@ -64,6 +64,8 @@ class PipelineRequest:
     """Folder for the scene's undistorted / resized pixels (None: RUN/cache/pixels)."""
     poses: Any = None
     """`coseg.poses.PosesConfig` of the poses stage (None: defaults)."""
+    label_generator: Callable[[], Any] | None = None
+    """Makes the labels stage's generator (None: `coseg.labelgen.select_generator("auto")`)."""
 
 
 @dataclass(frozen=True)
@@ -98,7 +100,7 @@ class Pipeline:
     """A request and the stages it runs (see the module docstring)."""
 
     request: PipelineRequest
-    stages: Sequence[str] = ("poses", "build", "segment", "eval")
+    stages: Sequence[str] = ("poses", "build", "labels", "segment", "eval")
     """Names of `STAGES` this command may run, in order."""
     scene: Any = None
     """The `coseg.scene.Scene`, read by `check`."""
@@ -108,6 +110,8 @@ class Pipeline:
     """The stages `check` planned, in order."""
     photos: Path | None = None
     """The request's scene when it is a folder of bare photos (set by `plan`; the poses stage's input)."""
+    generator: Any = None
+    """The labels stage's label generator, made by `check` when that stage is planned."""
 
     def plan(self) -> list[Stage]:
         """The stages that will run, in order.
@@ -149,6 +153,8 @@ class Pipeline:
             raise InputError(f"{out / 'config.json'}: records no scene; pass SCENE")
         if scene_path is not None:
             self.scene = self._read_scene(Path(scene_path), recorded=has_run and not (builds and req.overwrite))
+        if "labels" in names and not _labels_wanted(self):  # it needs the scene to decide
+            planned = self.planned = [s for s in planned if s.name != "labels"]
         made_by_earlier: set[str] = set()
         for stage in planned:
             stage.check(self)
@@ -341,15 +347,56 @@ def _build_outcome(rec: dict) -> str | None:
     return rec.get("event") if rec.get("event") in ("done", "stopped") else None
 
 
+# ---------------------------------------------------------------- labels
+def _labels_wanted(p: Pipeline) -> bool:
+    """A scene without any raw labels gets instance masks generated into RUN/masks (docs/labels.md).
+
+    Not when the scene has label maps or masks, the segmentation settings name a
+    source, or RUN/masks holds a completed set (unless the request overwrites).
+    """
+    from coseg.labelgen.write import read_provenance
+    from coseg.segment.sources import mask_folder
+
+    config = p.segment_config()
+    if p.scene is None or config.labels == "semantic" or config.masks is not None:
+        return False
+    if any(c.label_path is not None for c in p.scene.train_cameras):
+        return False
+    folder = mask_folder(p.request.out, p.scene, config)
+    if folder is None:
+        return True
+    mine = read_provenance(folder) if folder == Path(p.request.out) / "masks" else None
+    return bool(mine and mine.get("completed") and p.request.overwrite)
+
+
+def _check_labels(p: Pipeline) -> None:
+    from coseg.labelgen import select_generator
+    from coseg.labelgen.write import check_target
+
+    p.generator = p.request.label_generator() if p.request.label_generator else select_generator("auto")
+    check_target(p.scene, Path(p.request.out) / "masks", p.request.overwrite)
+
+
+def _run_labels(p: Pipeline, stop, mode: str) -> Iterator[dict]:
+    from coseg.labelgen.write import generate_labels
+
+    yield from generate_labels(p.scene, p.generator, p.run_dir.path / "masks", p.scene.train_cameras,
+                               overwrite=p.request.overwrite, stop_event=stop)
+
+
 # ---------------------------------------------------------------- segment
 def _check_segment(p: Pipeline) -> None:
     from coseg.segment.prepare import collect_labels
+    from coseg.segment.sources import check_masks, mask_folder, resolve_source
     from coseg.segment.stage import check_segmentation_scene
 
     config = p.segment_config()
     check_segmentation_scene(p.scene)
     if "labels" not in {s.name for s in p.planned}:  # a labels stage would make them
-        collect_labels(p.scene, p.scene.train_cameras)
+        if resolve_source(Path(p.request.out), p.scene, config) == "semantic":
+            collect_labels(p.scene, p.scene.train_cameras)
+        else:
+            check_masks(p.scene, mask_folder(Path(p.request.out), p.scene, config), p.scene.train_cameras)
     field = config.field_config  # weight files of the CoSeg field (other fields have none)
     dino_weights, spatial_weights = getattr(field, "dino_weights", None), getattr(field, "spatial_weights", "shipped")
     if dino_weights is not None and not Path(dino_weights).is_file():
@@ -414,9 +461,10 @@ def _eval_finished(run: RunDir) -> bool:
 STAGES: dict[str, Stage] = {
     "poses": Stage("poses", "poses", lambda p: p.photos is not None, _check_poses, _run_poses, _poses_outcome),
     "build": Stage("build", "building", lambda p: True, _check_build, _run_build, _build_outcome),
-    # Bare photos have no label maps; a labels stage, once there is one, would make them.
-    "segment": Stage("segment", "segmentation", lambda p: p.photos is None or "labels" in STAGES,
-                     _check_segment, _run_segment, _segment_outcome),
+    # Bare photos have no label maps and their labels stage (after poses) is not there yet.
+    "labels": Stage("labels", None, lambda p: p.photos is None, _check_labels, _run_labels, _segment_outcome),
+    "segment": Stage("segment", "segmentation", lambda p: p.photos is None, _check_segment, _run_segment,
+                     _segment_outcome),
     "eval": Stage("eval", None, lambda p: True, lambda p: None, _run_eval, lambda rec: "done", _eval_finished),
 }
 """Every stage a pipeline may run, by name (a command picks its list, in this order)."""

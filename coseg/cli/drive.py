@@ -131,6 +131,29 @@ class _SegmentBar(_Display):
                   f"{last.get('segmentation_total_s', 0):.0f} s -> {run.path / 'segmented.ply'}")
 
 
+class _LabelsBar(_Display):
+    """tqdm bar and last line of the labels stage (`coseg run` on a scene without labels)."""
+
+    def update(self, rec: dict) -> None:
+        from tqdm import tqdm
+
+        if rec.get("stage") != "labels":
+            return
+        if self.bar is None:
+            self.bar = tqdm(total=rec["views"], unit="img", dynamic_ncols=True, desc="labels")
+        self.bar.update(rec["view"] - self.bar.n)
+        self.bar.set_postfix(masks=rec["masks"], refresh=False)
+
+    def finish(self, last: dict, run) -> None:
+        self.close()
+        if last.get("stage") == "stopped":
+            print(f"stopped; the finished images are kept in {last['folder']} (resume with: coseg run SCENE "
+                  f"--out {run.path} --resume)")
+        elif last.get("stage") == "done":
+            print(f"labels: {last['views']} training images, {last['masks_per_image']} masks per image -> "
+                  f"{last['folder']}")
+
+
 class _EvalPrint(_Display):
     """Prints every metrics section the eval stage computed."""
 
@@ -138,7 +161,7 @@ class _EvalPrint(_Display):
         print_metrics(last.get("results", {}))
 
 
-_DISPLAYS = {"poses": PosesBars, "build": _BuildBar, "segment": _SegmentBar, "eval": _EvalPrint}
+_DISPLAYS = {"poses": PosesBars, "build": _BuildBar, "labels": _LabelsBar, "segment": _SegmentBar, "eval": _EvalPrint}
 
 
 def drive(pipeline) -> int:

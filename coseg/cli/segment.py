@@ -26,6 +26,14 @@ def _segment_args(p) -> None:
                         "cosine decays every rate to 1%% of its start)")
     g.add_argument("--attendance-tau", type=float, help="attendance-rate pruning threshold (default 1e-6)")
     g.add_argument("--seg-seed", type=int, default=0, help="seed of the segmentation stage")
+    g.add_argument("--labels", choices=["auto", "semantic", "instance_masks"], default="auto",
+                   help="raw labels: labels/ class maps, or per-view instance masks associated through the "
+                        "Gaussians (auto: labels/ when present, else masks; docs/labels.md)")
+    g.add_argument("--masks", type=Path, metavar="DIR",
+                   help="instance-mask folder (default RUN/masks, else SCENE/masks)")
+    g.add_argument("--association-iou", type=float,
+                   help="masks of two views join one segment at this Gaussian-set IoU (default 0.3)")
+    g.add_argument("--max-segments", type=int, help="most associated segments the field predicts (default 100)")
     c = p.add_argument_group("CoSeg field (--field coseg)")
     c.add_argument("--extractor", choices=["auto", "dino", "efficientnet", "appearance"],
                    help="2D features (default auto: DINO if its weights are present, else the offline ImageNet "
@@ -42,6 +50,7 @@ def _segment_args(p) -> None:
     c.add_argument("--no-spatial", action="store_true", help="ablation: no RandLA-Net spatial features")
     c.add_argument("--single-scale", action="store_true", help="ablation: one fusion level")
     c.add_argument("--spatial-weights", help='RandLA-Net weights: "shipped" (default), "random" or a checkpoint path')
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser("segment", help="learn the segmentation field of a built run (CoSegGaussians)",
@@ -82,6 +91,9 @@ def add_parser(sub) -> None:
                         "them; e.g. --stages segment,eval on a built run)")
     _segment_args(r)
     add_scene_options(r)
+    from coseg.cli.labels import add_generator_args
+
+    add_generator_args(r)
     r.set_defaults(func=run_pipeline, seed=None, max_sh_degree=None, max_gaussians=None, backend=None)
 
 
@@ -116,7 +128,11 @@ def config_from_args(args):
         flags = ", ".join("--" + opt.replace("_", "-") for opt in given)
         raise InputError(f"{flags}: settings of --field coseg, not of --field {args.field}")
     values = dict(field=args.field, field_config=field_config or None, iterations=args.seg_iterations,
-                  seed=args.seg_seed)
+                  seed=args.seg_seed, labels=args.labels, masks=None if args.masks is None else str(args.masks))
+    if args.association_iou is not None:
+        values["association_iou"] = args.association_iou
+    if args.max_segments is not None:
+        values["max_segments"] = args.max_segments
     if args.attendance_tau is not None:
         values["attendance_tau"] = args.attendance_tau
     if args.lr_schedule is not None:
@@ -129,7 +145,8 @@ def config_from_args(args):
 _OPTIONS = {"field": "--field", "iterations": "--seg-iterations", "lr_schedule": "--lr-schedule",
             "extractor": "--extractor", "dino_weights": "--dino-weights", "pixel_loss": "--loss",
             "pi_label": "--pi-label", "class_balance": "--class-balance", "attendance_tau": "--attendance-tau",
-            "spatial_weights": "--spatial-weights", "seed": "--seg-seed"}
+            "spatial_weights": "--spatial-weights", "seed": "--seg-seed", "labels": "--labels",
+            "association_iou": "--association-iou", "max_segments": "--max-segments"}
 
 
 def run_segment(args) -> int:
@@ -146,6 +163,8 @@ def pipeline_from_args(args):
     from coseg.cli.build import config_from_args as build_config_from_args
     from coseg.pipeline import STAGES, Pipeline, PipelineRequest
 
+    from coseg.cli.labels import generator_from_args
+
     stages = tuple(STAGES)
     if args.stages is not None:
         asked = [name.strip() for name in args.stages.split(",") if name.strip()]
@@ -156,7 +175,8 @@ def pipeline_from_args(args):
     request = PipelineRequest(out=args.out, scene=args.scene, build=build_config_from_args(args),
                               segment=config_from_args(args), import_ply=args.import_ply,
                               overwrite=args.overwrite, resume=args.resume, strict_resume=False,
-                              reading=settings_from_args(args), cache=args.cache)
+                              reading=settings_from_args(args), cache=args.cache,
+                              label_generator=lambda: generator_from_args(args))
     return Pipeline(request, stages)
 
 
