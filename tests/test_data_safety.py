@@ -207,8 +207,9 @@ def test_run_checks_every_input_before_the_first_stage(scene, tmp_path, capsys):
     rc, err = _cli(capsys, "run", broken, "--out", tmp_path / "run", "--iterations", "5", *SEG[:4])
     assert rc == 1 and label.name in _one_line(err)
     assert not (tmp_path / "run").exists()  # nothing was built, no run folder made
-    shutil.rmtree(broken / "labels")
-    rc, err = _cli(capsys, "run", broken, "--out", tmp_path / "run", "--iterations", "5", *SEG[:4])
+    shutil.rmtree(broken / "labels")  # without labels/ or masks/ a labels stage makes masks, unless told not to
+    rc, err = _cli(capsys, "run", broken, "--out", tmp_path / "run", "--iterations", "5", *SEG[:4],
+                   "--labels", "semantic")
     assert rc == 1 and "no training view has a label map" in _one_line(err)
     rc, err = _cli(capsys, "run", scene, "--out", tmp_path / "run", "--iterations", "5", "--spatial-weights",
                    tmp_path / "missing.pt")
