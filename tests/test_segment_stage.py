@@ -135,8 +135,10 @@ def test_labels_with_one_class_only_is_clear(tmp_path):
     with pytest.raises(InputError, match="hold 1 class"):
         list(segment(run.path, SegmentConfig(iterations=1, field_config=TINY_COSEG)))
     shutil.rmtree(scene / "labels")
-    with pytest.raises(InputError, match="no training view has a label map"):
+    with pytest.raises(InputError, match="no raw labels — neither labels/<stem>.png nor masks/<stem>.png"):
         list(segment(run.path, SegmentConfig(iterations=1, field_config=TINY_COSEG)))
+    with pytest.raises(InputError, match="no training view has a label map"):
+        list(segment(run.path, SegmentConfig(iterations=1, field_config=TINY_COSEG, labels="semantic")))
 
 
 def test_cosine_schedule_runs_from_the_start_rate_to_the_final_ratio():
