@@ -12,8 +12,10 @@ Two kinds of input are supported:
   (the Gaussian with the largest blending weight per pixel, a map the render
   engine provides), two masks of different views are merged when the IoU of
   their Gaussian sets, counted over the Gaussians visible in both views, is
-  at least ``iou_threshold``, and merged groups (union-find, transitive)
-  become globally consistent ids 1..K (0 stays "no mask", ignored in training).
+  at least ``iou_threshold``, and merged groups (union-find over the pairs in
+  decreasing IoU, transitive, but never joining two groups that both hold a
+  mask of the same view: one view's masks are different instances) become
+  globally consistent ids 1..K (0 stays "no mask", ignored in training).
 """
 
 from __future__ import annotations
@@ -152,16 +154,23 @@ def associate_instances(masks: list[np.ndarray], dominant: list[np.ndarray], iou
     inter = sparse.triu(a @ a.T, k=1).tocoo()
     covis = (a @ vis.T).toarray()
     view = np.array([v for v, _, _ in nodes])
+    rows, cols, x = inter.row, inter.col, inter.data
+    union = covis[rows, view[cols]] + covis[cols, view[rows]] - x
+    ok = (view[rows] != view[cols]) & (union >= min_covisible)
+    iou = np.where(ok, x / np.maximum(union, 1), 0.0)
+    ok &= iou >= iou_threshold
+    # Strongest pairs first (ties in index order), and never two masks of one view in one
+    # segment: a mask spanning two objects would otherwise chain them (and, transitively,
+    # most of the scene) into one.
+    order = np.flatnonzero(ok)[np.lexsort((cols[ok], rows[ok], -iou[ok]))]
     parent = list(range(len(nodes)))
-    order = np.lexsort((inter.col, inter.row))
-    for i, j, x in zip(inter.row[order], inter.col[order], inter.data[order]):
-        if view[i] == view[j]:
-            continue
-        union = covis[i, view[j]] + covis[j, view[i]] - x
-        if union >= min_covisible and x / union >= iou_threshold:
-            ri, rj = _find(parent, i), _find(parent, j)
-            if ri != rj:
-                parent[max(ri, rj)] = min(ri, rj)
+    views = [1 << int(v) for v in view]  # bit set of the views each component holds a mask of
+    for i, j in zip(rows[order], cols[order]):
+        ri, rj = _find(parent, int(i)), _find(parent, int(j))
+        if ri != rj and not views[ri] & views[rj]:
+            lo, hi = min(ri, rj), max(ri, rj)
+            parent[hi] = lo
+            views[lo] |= views[hi]
     roots = [_find(parent, i) for i in range(len(nodes))]
     number = {r: k + 1 for k, r in enumerate(sorted(set(roots)))}
     for (v, m, _), r in zip(nodes, roots):

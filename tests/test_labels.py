@@ -57,8 +57,11 @@ def test_association_threshold_and_small_masks():
     # View 3's 2D model merged objects 1 and 2 into one mask: its co-visible IoU
     # with either object's mask elsewhere is about 0.5.
     masks[3][truth[3] == 2] = masks[3][truth[3] == 1][0]
-    _, k = associate_instances(masks, dominant, iou_threshold=0.3)
-    assert k == 2
+    # At 0.3 it joins one of them, but it cannot chain the two: both already hold masks of
+    # views 0-2, and one view's masks are different instances.
+    out, k = associate_instances(masks, dominant, iou_threshold=0.3)
+    assert k == 3
+    assert len(np.unique(out[0][truth[0] == 1])) == 1 and out[0][truth[0] == 1][0] != out[0][truth[0] == 2][0]
     _, k = associate_instances(masks, dominant, iou_threshold=0.6)
     assert k == 4
     masks, dominant, _ = _synthetic_views()
