@@ -81,13 +81,11 @@ def resolve_source(run_path: Path, scene, config) -> str:
 
 def check_masks(scene, folder: Path, cams) -> None:
     """Read every training view's mask once (size and format checks, one line each)."""
-    from coseg.io.images import read_id_map
-
     found = 0
     for cam in cams:
         path = folder / f"{cam.name}.png"
         if path.exists():
-            read_id_map(path, (cam.height, cam.width), scene.downscale)
+            scene.load_id_map(cam, path, fill=0)
             found += 1
     if not found:
         raise InputError(f"{folder}: no instance mask for any of the {len(cams)} training views "
