@@ -69,8 +69,9 @@ def masked_run(unlabelled):
     shutil.rmtree(scene / "masks")
 
 
-def _segment(run_dir, **kw):
-    config = SegmentConfig(iterations=10, log_every=5, extractor="appearance", spatial_weights="random", **kw)
+def _segment(run_dir, field="coseg", **kw):
+    tiny = {"extractor": "appearance", "spatial_weights": "random"} if field == "coseg" else None
+    config = SegmentConfig(field=field, field_config=tiny, iterations=10, log_every=5, **kw)
     return list(segment(run_dir, config, overwrite=True))
 
 
