@@ -153,8 +153,6 @@ class Pipeline:
             raise InputError(f"{out / 'config.json'}: records no scene; pass SCENE")
         if scene_path is not None:
             self.scene = self._read_scene(Path(scene_path), recorded=has_run and not (builds and req.overwrite))
-        if "labels" in names and not _labels_wanted(self):  # it needs the scene to decide
-            planned = self.planned = [s for s in planned if s.name != "labels"]
         made_by_earlier: set[str] = set()
         for stage in planned:
             stage.check(self)
@@ -358,8 +356,15 @@ def _labels_wanted(p: Pipeline) -> bool:
     from coseg.segment.sources import mask_folder
 
     config = p.segment_config()
-    if p.scene is None or config.labels == "semantic" or config.masks is not None:
+    if p.photos is not None or config.labels == "semantic" or config.masks is not None:
         return False
+    if p.scene is None:  # planning before `check` reads the scene (coseg batch plans alone)
+        out = Path(p.request.out)
+        has_run = (out / "config.json").exists()
+        path = p.request.scene or (_recorded_scene(out) if has_run else None)
+        if path is None:
+            return False
+        p.scene = p._read_scene(Path(path), recorded=has_run and not (p.request.overwrite and "build" in p.stages))
     if any(c.label_path is not None for c in p.scene.train_cameras):
         return False
     folder = mask_folder(p.request.out, p.scene, config)
@@ -462,7 +467,7 @@ STAGES: dict[str, Stage] = {
     "poses": Stage("poses", "poses", lambda p: p.photos is not None, _check_poses, _run_poses, _poses_outcome),
     "build": Stage("build", "building", lambda p: True, _check_build, _run_build, _build_outcome),
     # Bare photos have no label maps and their labels stage (after poses) is not there yet.
-    "labels": Stage("labels", None, lambda p: p.photos is None, _check_labels, _run_labels, _segment_outcome),
+    "labels": Stage("labels", None, _labels_wanted, _check_labels, _run_labels, _segment_outcome),
     "segment": Stage("segment", "segmentation", lambda p: p.photos is None, _check_segment, _run_segment,
                      _segment_outcome),
     "eval": Stage("eval", None, lambda p: True, lambda p: None, _run_eval, lambda rec: "done", _eval_finished),
