@@ -189,3 +189,16 @@ def test_fill_from_nearest_copies_the_closest_row_that_has_values():
     assert fill_from_nearest(values, xyz, have) == 2
     assert values.tolist() == [[1, 0], [0, 1], [1, 0], [0, 1]]
     assert fill_from_nearest(values, xyz, np.ones(4, bool)) == 0
+
+
+def test_a_scene_without_ground_truth_is_not_scored_and_not_an_error(tmp_path, caplog):
+    """A real capture has no gt/: eval leaves the segmentation section out (one info line)."""
+    from types import SimpleNamespace
+
+    from coseg.segment.outputs import evaluate
+
+    (tmp_path / "segmentation.npz").write_bytes(b"")
+    scene = SimpleNamespace(root=tmp_path / "capture", test_cameras=[SimpleNamespace(gt_path=None)] * 3)
+    with caplog.at_level("INFO", logger="coseg.segment.outputs"):
+        assert evaluate(SimpleNamespace(path=tmp_path), scene) is None
+    assert "not scored" in caplog.text

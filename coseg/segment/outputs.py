@@ -10,11 +10,14 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
 
 from coseg.building.evaluate import METRIC_SECTIONS, RENDER_OUTPUTS
+
+log = logging.getLogger(__name__)
 
 
 def _segmented(ctx):
@@ -46,6 +49,9 @@ def evaluate(run, scene, backend: str = "auto"):
     from coseg.segment.evaluate import evaluate_segmentation
 
     if not (Path(run.path) / "segmentation.npz").exists():
+        return None
+    if not any(c.gt_path is not None for c in scene.test_cameras):  # a real capture: nothing to score against
+        log.info("%s: no test views with ground-truth maps (gt/); the segmentation is not scored", scene.root)
         return None
     out = evaluate_segmentation(run.path, scene)
     trained = run.read_metrics().get("segmentation", {})
