@@ -178,3 +178,16 @@ def test_run_stages_names_its_stages_in_one_line(scenes, tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 1 and err.strip() == f"coseg run: error: --stages build,paint: stages are {', '.join(STAGES)}"
     assert not (tmp_path / "r").exists()
+
+
+def test_results_csv_keeps_the_figures_and_the_mean_of_every_row(tmp_path):
+    from coseg.batch.results import write_tables
+
+    (tmp_path / "results.csv").write_text("scene,status,psnr\nold,done,30.5\n")
+    write_tables(tmp_path, [{"scene": "a", "status": "done", "psnr": 10.737209711373007, "error": ""},
+                            {"scene": "b", "status": "failed", "psnr": None, "error": "x: bad"}])
+    rows = {r["scene"]: r for r in read_rows(tmp_path / "results.csv")}
+    assert list(rows) == ["old", "a", "b", "mean"]  # an earlier batch's row is kept
+    assert float(rows["a"]["psnr"]) == pytest.approx(10.737209711373007, abs=1e-4)
+    assert float(rows["mean"]["psnr"]) == pytest.approx((30.5 + 10.737209711373007) / 2, abs=1e-4)
+    assert rows["mean"]["status"] == "2/3 done" and rows["b"]["error"] == "x: bad"

@@ -62,7 +62,7 @@ def write_tables(folder: Path, rows: list[dict[str, Any]]) -> None:
     writer = csv.DictWriter(text, fieldnames=COLUMNS, lineterminator="\n")
     writer.writeheader()
     for row in table:
-        writer.writerow({k: _cell(row.get(k)) for k in COLUMNS})
+        writer.writerow({k: _cell(row.get(k), digits=True) for k in COLUMNS})
     write_bytes_atomic(folder / "results.csv", text.getvalue().encode())
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(_cell(row.get(k)).replace("|", "/") for k in COLUMNS) + " |" for row in table]
@@ -86,9 +86,12 @@ def _is_number(value: Any) -> bool:
         return False
 
 
-def _cell(value: Any) -> str:
+def _cell(value: Any, digits: bool = False) -> str:
+    """A table cell: CSV keeps 6 significant digits (data), markdown a short form (reading)."""
     if value is None:
         return ""
     if isinstance(value, float):
+        if digits:
+            return f"{value:.6g}"
         return f"{value:.4f}" if abs(value) < 10 else f"{value:.1f}"
     return str(value)
