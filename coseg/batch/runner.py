@@ -122,6 +122,7 @@ class _Ray:
             num_gpus=config.gpus_per_task, max_retries=config.retries, retry_exceptions=False)
         self.pending: dict[Any, Any] = {}
         self.threads = config.cpus_per_task
+        self.retries = config.retries
 
     def submit(self, key: Any, kwargs: dict) -> None:
         self.pending[self.remote.remote(**kwargs)] = (key, kwargs)
@@ -136,10 +137,6 @@ class _Ray:
             return key, {"scene": kwargs["name"], "stage": kwargs["stage"], "status": "failed", "seconds": 0.0,
                          "cpu_s": 0.0, "peak_rss_mb": 0.0,
                          "error": f"{kwargs['stage']}: its worker was lost {1 + self.retries} times ({reason[:200]})"}
-
-    @property
-    def retries(self) -> int:
-        return int(self.remote._default_options.get("max_retries", 0))
 
     def close(self) -> None:
         self.ray.shutdown()
