@@ -12,14 +12,18 @@ from __future__ import annotations
 
 from PySide6.QtCore import QSignalBlocker, Qt
 from PySide6.QtGui import QColor
-from PySide6.QtWidgets import (QAbstractItemView, QDockWidget, QHBoxLayout, QHeaderView, QPushButton,
-                               QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QAbstractItemView, QDockWidget, QHBoxLayout, QHeaderView, QMainWindow, QPushButton,
+                               QStyle, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
 from app.document import StudioDocument
 from app.editing import EditController
 from app.palette import color_hex
 
 COL_VISIBLE, COL_LOCKED, COL_ID, COL_NAME, COL_COUNT, COL_SELECTED = range(6)
+MAX_WIDTH = 360
+"""The dock never widens itself past this many pixels..."""
+MAX_WINDOW_FRACTION = 0.3
+"""...nor past this fraction of the window (the viewport keeps the rest)."""
 
 
 class SegmentsPanel(QDockWidget):
@@ -32,7 +36,7 @@ class SegmentsPanel(QDockWidget):
         super().__init__("Segments", parent)
         self.setObjectName("segments_dock")
         self.setMinimumWidth(230)
-        self.setMaximumWidth(360)
+        self.setMaximumWidth(MAX_WIDTH)
         self.doc = doc
         self.editor = editor
         self.table = QTableWidget(0, 6)
@@ -63,6 +67,7 @@ class SegmentsPanel(QDockWidget):
         lay.addLayout(row)
         self.setWidget(body)
         self._ids: list[int] = []
+        self._fitted = 0
         doc.segments_changed.connect(self.refresh)
         doc.selection_changed.connect(self._sync_selection)
         self.table.itemSelectionChanged.connect(self._selection_from_table)
@@ -85,6 +90,7 @@ class SegmentsPanel(QDockWidget):
                 swatch.setBackground(QColor(color_hex(sid)))
                 self.table.setItem(row, COL_ID, swatch)
                 name = QTableWidgetItem(self.doc.name_of(sid))
+                name.setToolTip(name.text())  # in full, should a very long name not fit the widest dock
                 name.setFlags(Qt.ItemIsEditable | Qt.ItemIsEnabled | Qt.ItemIsSelectable)
                 self.table.setItem(row, COL_NAME, name)
                 count = QTableWidgetItem(f"{counts.get(sid, 0):,}")
@@ -98,7 +104,40 @@ class SegmentsPanel(QDockWidget):
             for col in (COL_VISIBLE, COL_LOCKED, COL_ID, COL_COUNT):
                 self.table.resizeColumnToContents(col)
             self.table.setColumnWidth(COL_SELECTED, self.table.columnWidth(COL_COUNT))
+        self.fit_width()
         self._sync_selection()
+
+    def needed_width(self) -> int:
+        """Dock width at which every column shows its widest text unclipped (the names in full).
+
+        The fixed columns are sized to their contents; the name column
+        stretches, so the dock must hold the name column's own size hint on
+        top of them, plus everything around the table's viewport and room
+        for a vertical scroll bar (which appears once the rows outgrow the
+        dock and would otherwise eat into the names).
+        """
+        t = self.table
+        columns = sum(t.columnWidth(c) for c in range(t.columnCount()) if c != COL_NAME)
+        name = max(t.sizeHintForColumn(COL_NAME), t.horizontalHeader().sectionSizeHint(COL_NAME))
+        scroll = 0 if t.verticalScrollBar().isVisible() else t.style().pixelMetric(QStyle.PM_ScrollBarExtent)
+        return columns + name + scroll + self.width() - t.viewport().width()
+
+    def fit_width(self) -> None:
+        """Widen the dock when its contents grew past what it shows (never narrower, so a user's width stays).
+
+        Bounded by `MAX_WIDTH` and `MAX_WINDOW_FRACTION` of the main
+        window; a dock that is hidden or floats is left alone.
+        """
+        window = self.parentWidget()
+        if not self.isVisible() or self.isFloating() or not isinstance(window, QMainWindow):
+            return
+        need = self.needed_width()
+        if need <= self._fitted or need <= self.width():
+            return
+        self._fitted = need
+        width = min(need, MAX_WIDTH, max(self.minimumWidth(), int(MAX_WINDOW_FRACTION * window.width())))
+        if width > self.width():
+            window.resizeDocks([self], [width], Qt.Horizontal)
 
     def chosen(self) -> list[int]:
         """Segment ids of the selected table rows, in table order."""

@@ -68,6 +68,37 @@ def test_open_ply_fills_segments_panel_and_selection_sync(make_main_window, tmp_
     assert win.recent_files()[0] == str((tmp_path / "scene.ply").resolve())
 
 
+@pytest.mark.parametrize("screen", [(1440, 900), (1600, 1000), (1920, 1080)])
+def test_segments_panel_columns_fit_their_text(make_main_window, screen):
+    """At the window size the studio opens with on common screens, no cell of the Segments table is elided."""
+    from PySide6.QtWidgets import QApplication, QStyle
+
+    from app.loading import LoadedModel
+
+    # 120 segments "object k" (three-digit ids: a vertical scroll bar) and one of 10,000+ Gaussians.
+    g = _model(n=12_000, segments=list(range(120)))
+    g.segments[:10_500] = 7
+    loaded = LoadedModel(Path("objects.ply"), "ply", g, classes={k: f"object {k}" for k in range(120)}, note="")
+    win = make_main_window()
+    win.resize(int(0.9 * screen[0]), int(0.9 * screen[1]))  # as `fill_screen` sizes it
+    QApplication.processEvents()
+    win.set_loaded(loaded)
+    win.doc.select([7, 100])  # the Sel column holds counts too
+    QApplication.processEvents()
+    table = win.segments_panel.table
+    fm = table.fontMetrics()
+    # An item view draws its text inside the cell (column width less the 1 px grid line) less this on both sides.
+    margin = table.style().pixelMetric(QStyle.PM_FocusFrameHMargin, None, table) + 1
+    for col in range(table.columnCount()):
+        texts = [table.item(r, col).text() for r in range(table.rowCount())]
+        widest = max(fm.horizontalAdvance(t) for t in texts)
+        assert widest + 2 * margin <= table.columnWidth(col) - 1, (col, max(texts, key=fm.horizontalAdvance))
+        header = table.horizontalHeader()
+        assert header.sectionSizeHint(col) <= header.sectionSize(col), table.horizontalHeaderItem(col).text()
+    assert sum(table.columnWidth(c) for c in range(table.columnCount())) <= table.viewport().width()
+    assert win.canvas.native.width() >= 0.55 * win.width()  # the viewport keeps most of the window
+
+
 def test_hide_delete_undo_update_the_viewport(make_main_window):
     from app.loading import LoadedModel
 
