@@ -13,8 +13,10 @@ all of the stages. `coseg run PHOTOS` on a folder of bare photos (no scene
 layout) plans the ``poses`` stage first: structure from motion writes the
 scene into the run (``RUN/scene``, `coseg.run.POSES_SCENE`; the photos are only
 read), the later stages read it from there. Bare photos carry no label maps,
-so without a labels stage the segment stage is left out (one warning line).
-A new stage (zero-shot labels of a scene without any) is one more `Stage` in `STAGES`: its
+so the ``labels`` stage makes zero-shot instance masks after the build (as for
+any scene without labels) and the segment stage learns from them; with
+``--labels semantic`` (which needs label maps) the segment stage is left out
+(one warning line). A new stage is one more `Stage` in `STAGES`: its
 ``wanted`` says whether the request needs it, ``check`` validates its inputs,
 ``run`` yields its progress records; ``section`` names its result in the run
 folder (`coseg.run.STAGE_FILES`), from which ``done`` follows.
@@ -145,10 +147,10 @@ class Pipeline:
             if scene_path is not None and not _poses_result(out, scene_path):
                 raise InputError(f"{self.photos}: photos without camera poses; recover them first with "
                                  f"coseg poses {self.photos} --out SCENE (or coseg run {self.photos} --out RUN)")
-            if "segment" in self.stages and "segment" not in names:
-                log.warning("%s: bare photos carry no label maps: this run recovers the cameras and builds, "
-                            "without the segment stage (add label maps to %s/labels/, then coseg segment %s)",
-                            self.photos, out / POSES_SCENE, out)
+            if "segment" in self.stages and not _photos_segment_wanted(self):
+                log.warning("%s: bare photos carry no label maps and --labels semantic needs them: this run "
+                            "recovers the cameras and builds, without the segment stage (add label maps to "
+                            "%s/labels/, then coseg segment %s)", self.photos, out / POSES_SCENE, out)
         elif scene_path is None and not (builds and req.import_ply):
             raise InputError(f"{out / 'config.json'}: records no scene; pass SCENE")
         if scene_path is not None:
@@ -352,12 +354,13 @@ def _labels_wanted(p: Pipeline) -> bool:
     Not when the scene has label maps or masks, the segmentation settings name a
     source, or RUN/masks holds a completed set (unless the request overwrites).
     """
-    from coseg.labelgen.write import read_provenance
     from coseg.segment.sources import mask_folder
 
     config = p.segment_config()
-    if p.photos is not None or config.labels == "semantic" or config.masks is not None:
+    if config.labels == "semantic" or config.masks is not None:
         return False
+    if p.photos is not None and p.scene is None:  # bare photos: no label maps; masks of an earlier run?
+        return _masks_to_make(p, Path(p.request.out) / "masks")
     if p.scene is None:  # planning before `check` reads the scene (coseg batch plans alone)
         out = Path(p.request.out)
         has_run = (out / "config.json").exists()
@@ -370,8 +373,22 @@ def _labels_wanted(p: Pipeline) -> bool:
     folder = mask_folder(p.request.out, p.scene, config)
     if folder is None:
         return True
-    mine = read_provenance(folder) if folder == Path(p.request.out) / "masks" else None
-    return bool(mine and mine.get("completed") and p.request.overwrite)
+    return folder == Path(p.request.out) / "masks" and _masks_to_make(p, folder)
+
+
+def _masks_to_make(p: Pipeline, folder: Path) -> bool:
+    """Whether the run's own mask folder is to be (re)made: absent or unfinished, or replaced on request."""
+    from coseg.labelgen.write import read_provenance
+
+    mine = read_provenance(folder)
+    if not (mine and mine.get("completed")):
+        return not (folder.is_dir() and any(folder.glob("*.png")))  # masks coseg did not write: used as they are
+    return p.request.overwrite
+
+
+def _photos_segment_wanted(p: Pipeline) -> bool:
+    """Bare photos are segmented unless the request asks for label maps they do not have."""
+    return p.segment_config().labels != "semantic"
 
 
 def _check_labels(p: Pipeline) -> None:
@@ -396,8 +413,12 @@ def _check_segment(p: Pipeline) -> None:
     from coseg.segment.stage import check_segmentation_scene
 
     config = p.segment_config()
-    check_segmentation_scene(p.scene)
-    if "labels" not in {s.name for s in p.planned}:  # a labels stage would make them
+    if p.scene is None:  # bare photos before the poses stage: the scene is checked once it exists
+        if config.masks is not None and not Path(config.masks).is_dir():
+            raise InputError(f"--masks {config.masks}: not a folder")
+    else:
+        check_segmentation_scene(p.scene)
+    if p.scene is not None and "labels" not in {s.name for s in p.planned}:  # a labels stage would make them
         if resolve_source(Path(p.request.out), p.scene, config) == "semantic":
             collect_labels(p.scene, p.scene.train_cameras)
         else:
@@ -466,10 +487,9 @@ def _eval_finished(run: RunDir) -> bool:
 STAGES: dict[str, Stage] = {
     "poses": Stage("poses", "poses", lambda p: p.photos is not None, _check_poses, _run_poses, _poses_outcome),
     "build": Stage("build", "building", lambda p: True, _check_build, _run_build, _build_outcome),
-    # Bare photos have no label maps and their labels stage (after poses) is not there yet.
     "labels": Stage("labels", None, _labels_wanted, _check_labels, _run_labels, _segment_outcome),
-    "segment": Stage("segment", "segmentation", lambda p: p.photos is None, _check_segment, _run_segment,
-                     _segment_outcome),
+    "segment": Stage("segment", "segmentation", lambda p: p.photos is None or _photos_segment_wanted(p),
+                     _check_segment, _run_segment, _segment_outcome),
     "eval": Stage("eval", None, lambda p: True, lambda p: None, _run_eval, lambda rec: "done", _eval_finished),
 }
 """Every stage a pipeline may run, by name (a command picks its list, in this order)."""

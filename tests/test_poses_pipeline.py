@@ -43,14 +43,31 @@ def test_a_photo_folder_is_told_apart_from_scenes(tmp_path):
     assert not is_photo_folder(photos)
 
 
-def test_run_on_photos_plans_poses_first_and_leaves_out_segment(tmp_path, caplog):
+def test_run_on_photos_plans_poses_first_then_masks_and_segments(tmp_path, caplog):
+    from coseg.segment.config import SegmentConfig
+
     photos = _photos(tmp_path / "photos")
     pipeline = Pipeline(PipelineRequest(out=tmp_path / "run", scene=photos))
     pipeline.check()
-    assert [s.name for s in pipeline.planned] == ["poses", "build", "eval"]
+    assert [s.name for s in pipeline.planned] == ["poses", "build", "labels", "segment", "eval"]
     assert pipeline.scene is None  # the scene does not exist before the poses stage
-    assert "no label maps" in caplog.text and "without the segment stage" in caplog.text
+    assert pipeline.generator is not None and "without the segment stage" not in caplog.text
     assert not (tmp_path / "run").exists()  # checking writes nothing
+    # Semantic labels need label maps, which bare photos do not have: no labels or segment stage, one warning.
+    semantic = Pipeline(PipelineRequest(out=tmp_path / "run", scene=photos, segment=SegmentConfig(labels="semantic")))
+    semantic.check()
+    assert [s.name for s in semantic.planned] == ["poses", "build", "eval"]
+    assert "no label maps" in caplog.text and "without the segment stage" in caplog.text
+    # Masks the user gives are used as they are (no labels stage); a missing folder is one line first.
+    given = tmp_path / "given"
+    given.mkdir()
+    masked = Pipeline(PipelineRequest(out=tmp_path / "run", scene=photos, segment=SegmentConfig(masks=str(given))))
+    masked.check()
+    assert [s.name for s in masked.planned] == ["poses", "build", "segment", "eval"]
+    with pytest.raises(InputError, match="not a folder"):
+        Pipeline(PipelineRequest(out=tmp_path / "run", scene=photos,
+                                 segment=SegmentConfig(masks=str(tmp_path / "nope")))).check()
+    assert not (tmp_path / "run").exists()
     # coseg build of bare photos has no poses stage: one line saying what to run first.
     with pytest.raises(InputError, match="photos without camera poses; recover them first with coseg poses"):
         Pipeline(PipelineRequest(out=tmp_path / "run2", scene=photos), ("build",)).check()
@@ -108,7 +125,8 @@ def test_a_killed_runs_staging_folder_is_removed_a_live_one_refused(tmp_path, ca
 @pytest.mark.slow
 def test_coseg_run_on_bare_photos_recovers_cameras_then_builds(tmp_path):
     """16 + 4 photos of `coseg synth --texture-detail 1` (320x240; 8 + 2 at 160x120 registered 0):
-    the poses stage writes RUN/scene, the build and eval stages read it, the photos are unchanged."""
+    the poses stage writes RUN/scene, the build reads it, the labels stage makes masks of the
+    registered photos, the segment stage learns from them, eval scores the build; the photos are unchanged."""
     from coseg.run import RunDir
 
     synth = tmp_path / "synth"
@@ -116,7 +134,8 @@ def test_coseg_run_on_bare_photos_recovers_cameras_then_builds(tmp_path):
     photos = synth / "images"
     before = _snapshot(photos)
     run = tmp_path / "run"
-    assert main(["run", str(photos), "--out", str(run), "--iterations", "30"]) == 0
+    assert main(["run", str(photos), "--out", str(run), "--iterations", "30", "--seg-iterations", "20",
+                 "--field", "label-vote"]) == 0
     assert _snapshot(photos) == before
     scene = run / "scene"
     assert (scene / "sparse" / "0").is_dir() and (scene / "poses.json").is_file()
@@ -125,7 +144,10 @@ def test_coseg_run_on_bare_photos_recovers_cameras_then_builds(tmp_path):
     metrics = RunDir.open(run).read_metrics()
     assert (run / "gaussians.ply").is_file() and metrics["building"]["split"] == "test"
     assert metrics["building"]["num_views"] >= 2 and np.isfinite(metrics["building"]["psnr"])
-    assert not (run / "segmented.ply").exists()
+    masks = sorted(p.stem for p in (run / "masks").glob("*.png"))
+    assert masks and set(masks) <= {p.stem for p in photos.iterdir()}
+    assert (run / "segmented.ply").is_file()
+    assert metrics["segmentation"]["label_source"] == "instance_masks"
     # Resuming skips the completed stages; the recorded scene is read back from the run.
     assert main(["run", str(photos), "--out", str(run), "--resume"]) == 0
     assert main(["info", str(run)]) == 0

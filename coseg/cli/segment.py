@@ -70,8 +70,9 @@ def add_parser(sub) -> None:
                        description="coseg build SCENE --out RUN, then coseg segment RUN, then coseg eval RUN. "
                                    "Given a folder of bare photos instead of a scene, the cameras are "
                                    "recovered first (as coseg poses PHOTOS --out RUN/scene; the photos are "
-                                   "only read) and, as photos carry no label maps, the segment stage is "
-                                   "left out. Every input the stages need (scene, labels, options) is "
+                                   "only read) and, as photos carry no label maps, zero-shot masks are "
+                                   "made after the build (the labels stage, RUN/masks) for the segment "
+                                   "stage to learn from. Every input the stages need (scene, labels, options) is "
                                    "checked before the first starts; a stopped stage (Ctrl-C, exit code 130) "
                                    "ends the run.")
     r.add_argument("scene", type=Path, help="scene folder, or a folder of photos without poses")

@@ -60,13 +60,16 @@ def _holds_masks(folder: Path) -> bool:
 def check_target(scene, folder: Path, overwrite: bool) -> None:
     """Refuse a target that would write over inputs or silently replace a set (module docstring).
 
+    `scene` None: the scene does not exist yet (bare photos before `coseg run`'s
+    poses stage, whose own checks protect the photos).
+
     Raises:
         CosegError: one line naming the folder and what to do instead.
     """
-    from coseg.io.safety import check_output, scene_inputs
+    from coseg.io.safety import Protected, check_output, scene_inputs
 
     folder = Path(folder)
-    protected = scene_inputs(scene)
+    protected = scene_inputs(scene) if scene is not None else Protected()
     mine = read_provenance(folder)
     if _holds_masks(folder):
         if mine is None:
