@@ -20,11 +20,11 @@ cap (only visible close up).
 
 The display colour (`a_color`: RGB, segment colour, overlay or feature colour,
 the selection tint, and the opacity, 0 for hidden Gaussians) is composed on
-the CPU by `display_colors` when the mode, selection or visibility changes,
-so the shader stays small. Selected splats are always tinted yellow (the
-highlight option additionally dims the rest); their opacity is stored
-negated, so depth mode, which colours by camera depth in the shader, tints
-them there too.
+the CPU by `display_colors` (`app.viewport.compose`, one numba pass) when
+the mode, selection or visibility changes, so the shader stays small.
+Selected splats are always tinted yellow (the highlight option additionally
+dims the rest); their opacity is stored negated, so depth mode, which
+colours by camera depth in the shader, tints them there too.
 The draw order is an index buffer (one uint32 per Gaussian) replaced after
 every depth sort. A second, shorter index buffer holds the same order
 restricted to the `lod_count` most important Gaussians (opacity x the area
@@ -55,15 +55,15 @@ from pathlib import Path
 import numpy as np
 from vispy import gloo
 
+from app.viewport.compose import changed_rows, display_colors
 from coseg.gaussians import Gaussians, sh_dc_to_rgb, sigmoid
 from coseg.edit.rowsets import unique_rows
 from coseg.sort import covariances_upper, covariances_upper_of
 
 SHADER_DIR = Path(__file__).resolve().parents[2] / "resources" / "shaders"
 MODES = ("rgb", "segmentation", "overlay", "depth", "features")
-SELECTED = np.array([1.0, 0.85, 0.0], np.float32)
-"""The selection tint (yellow, as in SuperSplat), mixed into selected splats in every mode."""
-SELECTED_MIX = 0.7
+_GEOMETRY = ("means", "quats", "log_scales")
+"""The Gaussian fields the geometry buffers (a_mean, a_cov_a, a_cov_b) are computed from."""
 
 
 def load_shader(name: str, glsl: tuple[int, int] = (1, 30)) -> str:
@@ -95,34 +95,6 @@ def glsl_version() -> tuple[int, int]:
 
 def _f32(arr: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(arr, np.float32)
-
-
-def display_colors(mode: str, rgb: np.ndarray, alt: np.ndarray, opacities: np.ndarray,
-                   state: np.ndarray, highlight: bool) -> np.ndarray:
-    """Per-Gaussian colour and opacity as drawn.
-
-    Args:
-        mode: one of MODES ("depth" uses `rgb` here; the shader recolours it).
-        rgb: [N, 3] DC colours. alt: [N, 3] segment or feature colours.
-        opacities: [N]. state: [N] 0 normal, 1 selected, 2 hidden.
-        highlight: dim everything that is not selected.
-
-    Returns:
-        [N, 4] float32 RGBA; alpha 0 for hidden Gaussians, negated opacity
-        for selected ones (the shader's selection flag).
-    """
-    if mode in ("segmentation", "features"):
-        col = alt.copy()
-    elif mode == "overlay":
-        col = 0.5 * (rgb + alt)
-    else:
-        col = rgb.copy()
-    selected = state == 1.0
-    col[selected] = (1.0 - SELECTED_MIX) * col[selected] + SELECTED_MIX * SELECTED
-    if highlight:
-        col[~selected] *= 0.3
-    alpha = np.where(state > 1.5, 0.0, np.where(selected, -opacities, opacities))
-    return np.ascontiguousarray(np.concatenate([col, alpha[:, None]], axis=1), np.float32)
 
 
 def importance(gaussians: Gaussians) -> np.ndarray:
@@ -194,8 +166,8 @@ class SplatRenderer:
             self.index = None
             return
         cov = covariances_upper(gaussians)
-        # What the geometry buffers were computed from, to find the rows an edit moved.
-        self._source = {k: getattr(gaussians, k).copy() for k in ("means", "quats", "log_scales")}
+        # What the buffers were computed from, to find the rows an edit moved or recoloured.
+        self._source = {k: getattr(gaussians, k).copy() for k in (*_GEOMETRY, "sh_dc", "opacity_logits")}
         self._geometry = {"a_mean": _f32(gaussians.means), "a_cov_a": _f32(cov[:, :3]), "a_cov_b": _f32(cov[:, 3:])}
         self._buffers = {name: gloo.VertexBuffer(arr) for name, arr in self._geometry.items()}
         self._buffers["a_color"] = gloo.VertexBuffer(np.zeros((n, 4), np.float32))
@@ -211,11 +183,14 @@ class SplatRenderer:
         """Re-upload what an edit changed in the given rows (same N as the last upload).
 
         Geometry (means, covariances) is sent only for the rows whose values
-        changed, as the contiguous span that holds them; a delete or a
-        recolour sends none. Colours are recomposed at the next draw only
-        when a row's colour or opacity changed (a transform drag's previews
-        change neither). Segment colours are updated apart
-        (`update_alt_rows`, after an assign, merge or split).
+        changed, as the contiguous span that holds them; a delete, a
+        recolour or an assign sends none. Colours are recomposed at the
+        next draw only when a row's DC colour or opacity changed (a
+        transform drag's previews and an assign change neither). Both are
+        found by comparing the rows with the values last uploaded
+        (`app.viewport.compose.changed_rows`, no copies of the rows).
+        Segment colours are updated apart (`update_alt_rows`, after an
+        assign, merge or split).
 
         Args:
             gaussians: the model after the edit.
@@ -229,20 +204,20 @@ class SplatRenderer:
             return 0
         rows = np.asarray(rows, np.int64)
         rows = unique_rows(rows, self.count)  # edits pass sorted rows; merged steps may not
-        rgb = np.clip(sh_dc_to_rgb(gaussians.sh_dc[rows]), 0.0, 1.0)
-        opacity = sigmoid(gaussians.opacity_logits[rows])
-        if not (np.array_equal(rgb, self._rgb[rows]) and np.array_equal(opacity, self._opacity[rows])):
-            self._rgb[rows] = rgb
-            self._opacity[rows] = opacity
-            self._composed = None
         src = self._source
-        moved = np.zeros(len(rows), bool)
-        for name in src:
-            moved |= np.any((getattr(gaussians, name)[rows] != src[name][rows]).reshape(len(rows), -1), axis=1)
-        if not moved.any():
+        recolored = rows[changed_rows(rows, (gaussians.sh_dc, gaussians.opacity_logits),
+                                      (src["sh_dc"], src["opacity_logits"]))]
+        if len(recolored):
+            for name in ("sh_dc", "opacity_logits"):
+                src[name][recolored] = getattr(gaussians, name)[recolored]
+            self._rgb[recolored] = np.clip(sh_dc_to_rgb(gaussians.sh_dc[recolored]), 0.0, 1.0)
+            self._opacity[recolored] = sigmoid(gaussians.opacity_logits[recolored])
+            self._composed = None
+        rows = rows[changed_rows(rows, tuple(getattr(gaussians, k) for k in _GEOMETRY),
+                                 tuple(src[k] for k in _GEOMETRY))]
+        if not len(rows):
             return 0
-        rows = rows[moved]
-        new = {name: getattr(gaussians, name)[rows] for name in src}
+        new = {name: getattr(gaussians, name)[rows] for name in _GEOMETRY}
         for name, values in new.items():
             src[name][rows] = values
         cov = covariances_upper_of(new["quats"], new["log_scales"])
