@@ -18,6 +18,7 @@ from PySide6.QtCore import QObject
 from app.document import StudioDocument
 from app.viewport.canvas import SplatCanvas
 from coseg.edit import ops
+from coseg.edit.selection import row_stats
 
 
 class EditController(QObject):
@@ -48,7 +49,7 @@ class EditController(QObject):
         if not len(rows):
             return
         delta = np.zeros(3)
-        delta[axis] = float(value) - float(self.doc.gaussians.means[rows, axis].mean())
+        delta[axis] = float(value) - float(row_stats(self.doc.gaussians.means, rows)[0][axis])
         self.move(delta)
 
     def rotate(self, degrees) -> None:

@@ -1,6 +1,7 @@
 """Splat-level selection geometry (GUI-free): screen shapes, volumes, filters, modifiers, grow/shrink."""
 
 import numpy as np
+import pytest
 
 from coseg.edit import selection as sel
 
@@ -64,3 +65,15 @@ def test_grow_and_shrink_by_neighbours():
     assert np.flatnonzero(grown).tolist() == [7, 11, 12, 13, 17]
     assert np.flatnonzero(sel.shrink(means, grown, 1.01)).tolist() == [12]
     assert not sel.grow(means, np.zeros(25, bool), 1.0).any()
+
+
+def test_row_stats_are_the_mean_min_max_of_the_rows():
+    rng = np.random.default_rng(3)
+    values = rng.normal(size=(500, 3)).astype(np.float32)
+    rows = np.sort(rng.choice(500, 120, replace=False))
+    mean, lo, hi = sel.row_stats(values, rows)
+    np.testing.assert_allclose(mean, values[rows].astype(np.float64).mean(0), rtol=0, atol=1e-12)
+    assert lo.tolist() == values[rows].min(0).tolist() and hi.tolist() == values[rows].max(0).tolist()
+    assert sel.row_stats(values[:, None, :], rows)[0].shape == (3,)  # [N, 1, 3] rows flattened
+    with pytest.raises(ValueError, match="no rows"):
+        sel.row_stats(values, np.zeros(0, np.int64))

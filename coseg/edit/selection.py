@@ -5,13 +5,18 @@ Screen tools test the projected centres: a rectangle directly, a lasso /
 polygon / brush stroke by rasterising the shape into a mask of the viewport
 (OpenCV `fillPoly` / thick `polylines`) and looking every centre up in it,
 so the cost is one projection of N centres plus one image fill, whatever the
-shape's vertex count. Like SuperSplat's default, screen tools select through
-the model: every centre inside the shape and in front of the camera counts,
-occluded or not (rotate, hide or use a volume to reach only the front).
+shape's vertex count (projection and look-up are one numba pass each). Like
+SuperSplat's default, screen tools select through the model: every centre
+inside the shape and in front of the camera counts, occluded or not
+(rotate, hide or use a volume to reach only the front).
 Volumes test the centres in world space (sphere: centre and radius; box:
 centre and half extents, axis-aligned). Filters pick by opacity or by size
 (the largest of the three scales). `combine` applies the modifier habit of
 SuperSplat and LichtFeld: replace (no modifier), add (Shift), remove (Ctrl).
+
+`row_stats` summarises the selected rows of a per-Gaussian array (mean,
+min, max: the centre and extent a properties panel shows) in one numba
+pass, without gathering the rows first.
 
 Grow and shrink move the selection's border by one neighbour radius
 (default: twice the median nearest-neighbour spacing): grow adds every
@@ -23,6 +28,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+import numba
 import numpy as np
 
 How = Literal["replace", "add", "remove"]
@@ -40,13 +46,28 @@ def project(means: np.ndarray, viewmat: np.ndarray, focal: tuple[float, float, f
     Returns:
         xy [N, 2] float32 pixel coordinates (x right, y down), z [N] float32 camera depth.
     """
-    v = np.asarray(viewmat, np.float32)
-    cam = means.astype(np.float32) @ v[:3, :3].T + v[:3, 3]
-    z = cam[:, 2]
-    fx, fy, cx, cy = (np.float32(f) for f in focal)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        inv = np.where(z > NEAR, 1.0 / z, 0.0).astype(np.float32)
-    xy = np.stack([fx * cam[:, 0] * inv + cx, fy * cam[:, 1] * inv + cy], 1)
+    fx, fy, cx, cy = (float(f) for f in focal)
+    xy, z = _project(np.ascontiguousarray(means, np.float32), np.asarray(viewmat, np.float64), fx, fy, cx, cy,
+                     np.float32(NEAR))
+    # numba hands back dtypes numpy does not flag as builtin (a GL binding may misread them); view them plainly.
+    return xy.view(np.float32), z.view(np.float32)
+
+
+@numba.njit(cache=True)
+def _project(means, v, fx, fy, cx, cy, near):
+    # One pass in float64 (rounded to float32 once): no [N, 3] temporaries for a 200k-splat lasso.
+    n = means.shape[0]
+    xy = np.empty((n, 2), np.float32)
+    z = np.empty(n, np.float32)
+    for i in range(n):
+        x, y, w = np.float64(means[i, 0]), np.float64(means[i, 1]), np.float64(means[i, 2])
+        tx = v[0, 0] * x + v[0, 1] * y + v[0, 2] * w + v[0, 3]
+        ty = v[1, 0] * x + v[1, 1] * y + v[1, 2] * w + v[1, 3]
+        tz = v[2, 0] * x + v[2, 1] * y + v[2, 2] * w + v[2, 3]
+        z[i] = tz
+        inv = 1.0 / tz if z[i] > near else 0.0
+        xy[i, 0] = fx * tx * inv + cx
+        xy[i, 1] = fy * ty * inv + cy
     return xy, z
 
 
@@ -58,12 +79,21 @@ def in_rect(xy: np.ndarray, z: np.ndarray, x0: float, y0: float, x1: float, y1: 
 
 
 def _lookup(xy: np.ndarray, z: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """[N] bool: centres in front of the camera whose pixel of `mask` ([H, W]) is set."""
+    return _lookup_kernel(np.ascontiguousarray(xy, np.float32), np.ascontiguousarray(z, np.float32),
+                          np.ascontiguousarray(mask), np.float32(NEAR)).view(np.bool_)
+
+
+@numba.njit(cache=True)
+def _lookup_kernel(xy, z, mask, near):
     h, w = mask.shape
-    ix = np.floor(xy[:, 0]).astype(np.int64)
-    iy = np.floor(xy[:, 1]).astype(np.int64)
-    inside = (z > NEAR) & (ix >= 0) & (ix < w) & (iy >= 0) & (iy < h)
-    out = np.zeros(len(xy), bool)
-    out[inside] = mask[iy[inside], ix[inside]] > 0
+    out = np.zeros(xy.shape[0], np.bool_)
+    for i in range(xy.shape[0]):
+        if not z[i] > near:  # float32 against float32, as numpy compares `z > NEAR`
+            continue
+        ix, iy = np.floor(xy[i, 0]), np.floor(xy[i, 1])
+        if 0 <= ix < w and 0 <= iy < h:
+            out[i] = mask[int(iy), int(ix)] > 0
     return out
 
 
@@ -124,6 +154,37 @@ def by_size(log_scales: np.ndarray, lo: float, hi: float) -> np.ndarray:
     """[N] bool: largest linear scale (world units) in [lo, hi]."""
     size = np.exp(log_scales.max(axis=1).astype(np.float64))
     return (size >= lo) & (size <= hi)
+
+
+def row_stats(values: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean, minimum and maximum over some rows of a per-Gaussian array.
+
+    Args:
+        values: [N, C] (or [N, ...], flattened per row) floats. rows: [M] row indices, M > 0.
+
+    Returns:
+        mean [C] float64 (accumulated in float64), lo [C] and hi [C] float64.
+    """
+    rows = np.ascontiguousarray(rows, np.int64)
+    if not len(rows):
+        raise ValueError("row_stats of no rows")
+    return _row_stats(np.ascontiguousarray(values).reshape(len(values), -1), rows)
+
+
+@numba.njit(cache=True)
+def _row_stats(values, rows):
+    c = values.shape[1]
+    total = np.zeros(c)
+    lo = np.full(c, np.inf)
+    hi = np.full(c, -np.inf)
+    for k in range(rows.shape[0]):
+        r = rows[k]
+        for j in range(c):
+            v = np.float64(values[r, j])
+            total[j] += v
+            lo[j] = min(lo[j], v)
+            hi[j] = max(hi[j], v)
+    return total / rows.shape[0], lo, hi
 
 
 def combine(old: np.ndarray, new: np.ndarray, how: How, selectable: np.ndarray | None = None) -> np.ndarray:
