@@ -74,38 +74,55 @@ class SegmentsPanel(QDockWidget):
         self.table.itemChanged.connect(self._item_changed)
 
     def refresh(self) -> None:
+        """Show the document's segments: rows made when the segment list changed, else updated in place."""
         with QSignalBlocker(self.table):
-            self._ids = self.doc.segment_ids() if self.doc.is_open else []
+            ids = self.doc.segment_ids() if self.doc.is_open else []
             counts = self.doc.segment_counts() if self.doc.is_open else {}
             hidden, locked = self.doc.hidden, self.doc.locked
-            self.table.setRowCount(len(self._ids))
-            for row, sid in enumerate(self._ids):
+            # An assign or a delete changes counts, not the list: updating the cells costs a fraction of
+            # making 6 items per row again.
+            if ids != self._ids or self.table.rowCount() != len(ids):
+                self._ids = ids
+                self.table.setRowCount(len(ids))
+                for row, sid in enumerate(ids):
+                    self._make_row(row, sid)
+            for row, sid in enumerate(ids):
                 for col, checked in ((COL_VISIBLE, sid not in hidden), (COL_LOCKED, sid in locked)):
-                    item = QTableWidgetItem()
-                    item.setFlags(Qt.ItemIsUserCheckable | Qt.ItemIsEnabled | Qt.ItemIsSelectable)
-                    item.setCheckState(Qt.Checked if checked else Qt.Unchecked)
-                    self.table.setItem(row, col, item)
-                swatch = QTableWidgetItem(f"{sid}")
-                swatch.setFlags(Qt.ItemIsEnabled | Qt.ItemIsSelectable)
-                swatch.setBackground(QColor(color_hex(sid)))
-                self.table.setItem(row, COL_ID, swatch)
-                name = QTableWidgetItem(self.doc.name_of(sid))
-                name.setToolTip(name.text())  # in full, should a very long name not fit the widest dock
-                name.setFlags(Qt.ItemIsEditable | Qt.ItemIsEnabled | Qt.ItemIsSelectable)
-                self.table.setItem(row, COL_NAME, name)
-                count = QTableWidgetItem(f"{counts.get(sid, 0):,}")
-                count.setFlags(Qt.ItemIsEnabled | Qt.ItemIsSelectable)
-                count.setTextAlignment(Qt.AlignRight | Qt.AlignVCenter)
-                self.table.setItem(row, COL_COUNT, count)
-                picked = QTableWidgetItem("")
-                picked.setFlags(Qt.ItemIsEnabled | Qt.ItemIsSelectable)
-                picked.setTextAlignment(Qt.AlignRight | Qt.AlignVCenter)
-                self.table.setItem(row, COL_SELECTED, picked)
+                    state = Qt.Checked if checked else Qt.Unchecked
+                    if self.table.item(row, col).checkState() != state:
+                        self.table.item(row, col).setCheckState(state)
+                name = self.doc.name_of(sid)
+                if self.table.item(row, COL_NAME).text() != name:
+                    self.table.item(row, COL_NAME).setText(name)
+                    self.table.item(row, COL_NAME).setToolTip(name)  # in full, should it not fit the widest dock
+                count = f"{counts.get(sid, 0):,}"
+                if self.table.item(row, COL_COUNT).text() != count:
+                    self.table.item(row, COL_COUNT).setText(count)
             for col in (COL_VISIBLE, COL_LOCKED, COL_ID, COL_COUNT):
                 self.table.resizeColumnToContents(col)
             self.table.setColumnWidth(COL_SELECTED, self.table.columnWidth(COL_COUNT))
         self.fit_width()
         self._sync_selection()
+
+    def _make_row(self, row: int, sid: int) -> None:
+        """The items of one segment's row (texts and check states are `refresh`'s)."""
+        for col in (COL_VISIBLE, COL_LOCKED):
+            item = QTableWidgetItem()
+            item.setFlags(Qt.ItemIsUserCheckable | Qt.ItemIsEnabled | Qt.ItemIsSelectable)
+            item.setCheckState(Qt.Unchecked)
+            self.table.setItem(row, col, item)
+        swatch = QTableWidgetItem(f"{sid}")
+        swatch.setFlags(Qt.ItemIsEnabled | Qt.ItemIsSelectable)
+        swatch.setBackground(QColor(color_hex(sid)))
+        self.table.setItem(row, COL_ID, swatch)
+        name = QTableWidgetItem("")
+        name.setFlags(Qt.ItemIsEditable | Qt.ItemIsEnabled | Qt.ItemIsSelectable)
+        self.table.setItem(row, COL_NAME, name)
+        for col in (COL_COUNT, COL_SELECTED):
+            item = QTableWidgetItem("")
+            item.setFlags(Qt.ItemIsEnabled | Qt.ItemIsSelectable)
+            item.setTextAlignment(Qt.AlignRight | Qt.AlignVCenter)
+            self.table.setItem(row, col, item)
 
     def needed_width(self) -> int:
         """Dock width at which every column shows its widest text unclipped (the names in full).
