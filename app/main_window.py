@@ -27,18 +27,28 @@ from app.panels import SegmentsPanel
 from app.palette import segment_colors
 from app.project_files import ProjectFiles
 from app.properties import PropertiesPanel
-from app.picking import Picker, warm_up
+from app.picking import Picker
+from app.picking import warm_up as warm_up_picks
 from app.selection_panel import SelectionPanel
 from app.tools import ViewportTools
 from app.viewport.camera import look_rotation
+from app.viewport import compose
 from app.viewport.canvas import SplatCanvas
 from app.workers import GeneratorWorker
+from coseg.edit import selection as sel
 from coseg.edit.project import PROJECT_SUFFIX
 from coseg.errors import CosegError
 
 log = logging.getLogger(__name__)
 OPEN_ERRORS = (CosegError, ValueError, OSError, KeyError)
 MAX_RECENT = 8
+
+
+def _warm_up() -> None:
+    """Load (or compile) the numba kernels of picks, screen selections and buffer updates (a background thread)."""
+    warm_up_picks()
+    sel.warm_up()
+    compose.warm_up()
 
 
 class MainWindow(QMainWindow):
@@ -53,7 +63,7 @@ class MainWindow(QMainWindow):
         self.canvas = SplatCanvas(parent=self, size=size)
         self.setCentralWidget(self.canvas.native)
         self.picker = Picker()
-        threading.Thread(target=warm_up, name="coseg-pick-warm-up", daemon=True).start()
+        threading.Thread(target=_warm_up, name="coseg-kernel-warm-up", daemon=True).start()
         self.worker: GeneratorWorker | None = None
         self.headless = False
         """True for --screenshot / --benchmark: errors go to stderr instead of a dialog."""

@@ -79,6 +79,13 @@ def _compose(source, rgb, alt, opacities, state, highlight, keep, tint, dim):
     return out
 
 
+def warm_up() -> None:
+    """Load (or compile) both kernels, so the first selection or edit after start-up is not slow; thread-safe."""
+    one = np.zeros((1, 3), np.float32)
+    display_colors("rgb", one, one, np.zeros(1, np.float32), np.zeros(1, np.float32), False)
+    changed_rows(np.zeros(1, np.int64), (one,), (one,))
+
+
 def changed_rows(rows: np.ndarray, new: tuple[np.ndarray, ...], old: tuple[np.ndarray, ...]) -> np.ndarray:
     """[M] bool: which of `rows` differ between the `new` and `old` arrays (any of them, any column).
 

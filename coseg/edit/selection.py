@@ -187,6 +187,13 @@ def _row_stats(values, rows):
     return total / rows.shape[0], lo, hi
 
 
+def warm_up() -> None:
+    """Load (or compile) the numba kernels of the screen tools and `row_stats` (a viewer calls it at start-up)."""
+    xy, z = project(np.zeros((1, 3), np.float32), np.eye(4), (1.0, 1.0, 0.0, 0.0))
+    in_polygon(xy, z, [(0.0, 0.0), (1.0, 0.0), (0.0, 1.0)], (2, 2))
+    row_stats(np.zeros((1, 3), np.float32), np.zeros(1, np.int64))
+
+
 def combine(old: np.ndarray, new: np.ndarray, how: How, selectable: np.ndarray | None = None) -> np.ndarray:
     """The selection after a tool: replace with, add or remove `new` ([N] bool each).
 
