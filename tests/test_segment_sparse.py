@@ -48,3 +48,40 @@ def test_rows_keeps_the_chosen_rows_in_order_and_neighbour_rows():
                                torch.tensor([[0.25, 0.75, 0.0], [0.0, 0.0, 1.0]], dtype=torch.float64))
     with pytest.raises(ValueError, match="40 columns"):
         apply(m, torch.zeros(39, 2))
+
+
+def test_light_entries_are_dropped_lightest_first_within_the_tolerance_of_each_row():
+    rng = np.random.default_rng(2)
+    counts = rng.integers(0, 30, 200)
+    indptr = np.concatenate([[0], np.cumsum(counts)])
+    weights = rng.exponential(1.0, indptr[-1]) ** 3  # many light entries, a few heavy ones
+    m = SparseRows(indptr, rng.integers(0, 50, indptr[-1]), weights, 50)
+    assert m.without_light_entries(0.0) is m
+    tol = 0.05
+    pruned = m.without_light_entries(tol)
+    assert pruned.n_rows == m.n_rows and pruned.n_cols == m.n_cols and pruned.nnz < m.nnz
+    for r in range(m.n_rows):
+        a, b = m.indptr[r], m.indptr[r + 1]
+        pa, pb = pruned.indptr[r], pruned.indptr[r + 1]
+        w, pw = m.weights[a:b], pruned.weights[pa:pb]
+        if b == a:
+            assert pb == pa
+            continue
+        # The kept entries are the row's own, in their order (front to back for a rendering).
+        keep, k = np.zeros(b - a, bool), 0
+        for i in range(b - a):
+            if k < pb - pa and pw[k] == w[i] and pruned.indices[pa + k] == m.indices[a + i]:
+                keep[i], k = True, k + 1
+        assert k == pb - pa
+        dropped = w[~keep]
+        assert dropped.sum() <= tol * w.sum() * (1 + 1e-5)
+        assert pw.max() == w.max()  # the heaviest entry always stays
+        if len(dropped):  # lightest first: nothing dropped is heavier than what is kept
+            assert dropped.max() <= pw.min()
+        else:  # nothing could go: the lightest entry alone exceeds the budget (or a single entry)
+            assert len(w) == 1 or np.sort(w)[0] > tol * w.sum() * (1 - 1e-5)
+    # Every rendered value moves by at most tol * max|x| per unit of the row's weight.
+    x = torch.tensor(rng.normal(size=(50, 3)), dtype=torch.float32)
+    row_sum = torch.from_numpy(np.add.reduceat(np.append(m.weights, 0), m.indptr[:-1]) * (counts > 0))
+    diff = (apply(m, x) - apply(pruned, x)).abs().max(dim=1).values
+    assert torch.all(diff <= tol * row_sum.float() * x.abs().max() + 1e-5)

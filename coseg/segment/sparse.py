@@ -51,6 +51,25 @@ def _csr_matmul_t(indptr, indices, weights, grad, n_chunks, out):
                     buf[col, c] += w * grad[r, c]
 
 
+@nb.njit(parallel=True, cache=True, nogil=True)
+def _light_entries(indptr, weights, tolerance, drop):
+    """drop[j] = True for the lightest entries of each row whose weights sum to <= tolerance * the row's sum."""
+    for r in nb.prange(indptr.shape[0] - 1):
+        a, b = indptr[r], indptr[r + 1]
+        if b - a < 2:
+            continue
+        w = weights[a:b]
+        budget = tolerance * w.sum()
+        order = np.argsort(w)
+        dropped = 0.0
+        for k in range(b - a):
+            j = order[k]
+            if dropped + w[j] > budget:
+                break
+            dropped += w[j]
+            drop[a + j] = True
+
+
 @dataclass
 class SparseRows:
     """A fixed [n_rows, n_cols] sparse matrix in CSR form."""
@@ -95,6 +114,23 @@ class SparseRows:
         indptr = np.concatenate([[0], np.cumsum(counts)])
         take = np.repeat(start - indptr[:-1], counts) + np.arange(indptr[-1])
         return SparseRows(indptr, self.indices[take], self.weights[take], self.n_cols)
+
+    def without_light_entries(self, tolerance: float) -> "SparseRows":
+        """The matrix without each row's lightest entries, up to `tolerance` of the row's weight.
+
+        Per row, entries are dropped lightest first while the dropped weights sum to at
+        most ``tolerance * sum(row)``, so every row keeps at least ``1 - tolerance`` of
+        its weight (and its heaviest entry). For a rendering matrix this bounds the
+        change of every rendered pixel by ``tolerance`` times the largest channel value.
+        ``tolerance = 0`` returns the matrix unchanged.
+        """
+        if tolerance <= 0 or self.nnz == 0:
+            return self
+        drop = np.zeros(self.nnz, np.bool_)
+        _light_entries(self.indptr, self.weights, np.float32(tolerance), drop)
+        kept = np.concatenate([[0], np.cumsum(~drop)])
+        keep = ~drop
+        return SparseRows(kept[self.indptr], self.indices[keep], self.weights[keep], self.n_cols)
 
 
 class _Apply(torch.autograd.Function):

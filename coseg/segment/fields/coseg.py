@@ -13,7 +13,8 @@ spatial feature is the same whichever view it is rendered in. A training
 step decodes the Gaussians blended into the view's labelled pixels (and the
 coarser points their upsampling reads, a `DecodePlan`; the values are those
 of decoding every Gaussian) and renders them through the view's frozen
-blending weights (`coseg.render.blend_weights`, a fixed sparse map). What is
+blending weights (`coseg.render.blend_weights`, a fixed sparse map without each
+pixel's lightest pairs up to `CoSegConfig.blend_tolerance` of its weight). What is
 stored per Gaussian (`infer`) is one decoding of every kept Gaussian: the
 function training optimised, evaluated once.
 """
@@ -65,13 +66,16 @@ class CoSegConfig:
     """Shared-MLP widths of the fusion decoder at levels 1..4 (not in the paper)."""
     spatial_dim: int = 0
     """PCA width of the frozen spatial features f_s1..f_s4 and f_e per level (0 = the encoder's widths)."""
+    blend_tolerance: float = 0.01
+    """Share of each pixel's blending weight left out of the frozen rendering matrices, lightest pairs
+    first (not in the paper: memory and time; 0 keeps every pair, docs/method.md)."""
     loss: CoSegLossConfig = dataclasses.field(default_factory=CoSegLossConfig)
     """Pixel loss and 3D regulariser settings."""
 
     def __post_init__(self) -> None:
         from coseg.features import EXTRACTORS
         from coseg.features.dino import MODELS
-        from coseg.settings import AT_LEAST_1, POSITIVE, SettingError, check_settings
+        from coseg.settings import AT_LEAST_1, POSITIVE, Range, SettingError, check_settings
 
         if isinstance(self.decoder_widths, (tuple, list)) and len(self.decoder_widths) != 4:
             raise SettingError("segmentation", "decoder_widths", self.decoder_widths,
@@ -81,7 +85,8 @@ class CoSegConfig:
         if self.dino_model not in MODELS:
             raise InputError(f"unknown DINO model {self.dino_model!r} ({', '.join(MODELS)})")
         check_settings(self, "segmentation", {"lr": POSITIVE, "feature_dim": AT_LEAST_1,
-                                              "decoder_widths": AT_LEAST_1})
+                                              "decoder_widths": AT_LEAST_1,
+                                              "blend_tolerance": Range(0, 0.5)})
         if not (self.use_dino or self.use_spatial):
             raise InputError("the CoSeg field needs 2D features, spatial features or both "
                              "(--no-dino and --no-spatial together leave it no input)")
@@ -205,7 +210,7 @@ class CoSegField(Field):
                                          cam.width, cam.height), n_cols=len(self.kept))
         flat = labels.reshape(-1)
         rows = torch.nonzero(flat >= 0).reshape(-1).numpy()
-        render = full.rows(rows)
+        render = full.rows(rows).without_light_entries(self.config.blend_tolerance)
         if render.nnz == 0:
             return None
         points = np.unique(render.indices).astype(np.int64)
