@@ -151,3 +151,27 @@ def test_coseg_run_on_bare_photos_recovers_cameras_then_builds(tmp_path):
     # Resuming skips the completed stages; the recorded scene is read back from the run.
     assert main(["run", str(photos), "--out", str(run), "--resume"]) == 0
     assert main(["info", str(run)]) == 0
+
+
+def test_coseg_run_takes_the_structure_from_motion_options_of_coseg_poses(tmp_path, capsys):
+    from coseg.cli import build_parser
+    from coseg.cli.segment import pipeline_from_args
+    from coseg.poses import PosesConfig
+
+    photos = _photos(tmp_path / "photos")
+    args = build_parser().parse_args(["run", str(photos), "--out", str(tmp_path / "run"), "--matcher", "sequential",
+                                      "--overlap", "4", "--camera-model", "OPENCV", "--max-image-size", "800",
+                                      "--max-features", "2048", "--sfm-threads", "1", "--sfm-seed", "3",
+                                      "--link", "symlink"])
+    poses = pipeline_from_args(args).request.poses
+    assert poses == PosesConfig(matcher="sequential", overlap=4, camera_model="OPENCV", max_image_size=800,
+                                max_features=2048, threads=1, seed=3, link="symlink")
+    # The same names and defaults as coseg poses; a bad value is one line before anything starts.
+    defaults = build_parser().parse_args(["poses", str(photos), "--out", str(tmp_path / "scene")])
+    from coseg.cli.poses import sfm_config_from_args
+
+    assert sfm_config_from_args(defaults) == PosesConfig()
+    assert main(["run", str(photos), "--out", str(tmp_path / "run"), "--max-features", "0"]) == 1
+    err = capsys.readouterr().err
+    assert "max" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "run").exists()

@@ -10,9 +10,6 @@ from pathlib import Path
 
 
 def add_parser(sub) -> None:
-    from coseg.poses.config import CAMERA_MODELS, MATCHERS, PosesConfig
-
-    d = PosesConfig()
     p = sub.add_parser(
         "poses", help="recover cameras from photos alone (structure from motion) -> a COLMAP scene",
         description="SIFT features, matching (every pair, or sequential for video frames) and "
@@ -23,32 +20,53 @@ def add_parser(sub) -> None:
     p.add_argument("--out", type=Path, required=True, help="scene folder to write (not the photos folder)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace a scene already in --out (kept until the new one is complete)")
-    p.add_argument("--matcher", choices=MATCHERS, default=d.matcher,
-                   help="image pairs to match: auto (sequential for >= 100 numbered video frames, "
-                        "else exhaustive), exhaustive or sequential (auto)")
-    p.add_argument("--overlap", type=int, default=d.overlap,
-                   help=f"successors each frame is matched with by the sequential matcher ({d.overlap})")
-    p.add_argument("--camera-model", choices=CAMERA_MODELS, default=d.camera_model,
-                   help=f"COLMAP camera model of all photos; PINHOLE for undistorted photos ({d.camera_model})")
-    p.add_argument("--max-image-size", type=int, default=d.max_image_size,
-                   help=f"longest side SIFT runs at ({d.max_image_size})")
-    p.add_argument("--max-features", type=int, default=d.max_features,
-                   help=f"most SIFT features per photo; fewer match faster ({d.max_features})")
-    p.add_argument("--threads", type=int, default=d.threads, help="CPU threads (-1: all cores)")
-    p.add_argument("--seed", type=int, default=d.seed, help=f"random seed ({d.seed})")
-    p.add_argument("--link", choices=("copy", "symlink"), default=d.link,
-                   help="put the registered photos into SCENE/images as copies or symbolic links (copy)")
+    add_sfm_args(p)
     p.set_defaults(func=run)
+
+
+#: `PosesConfig` fields -> their option in `coseg run`, where the photos' stage shares the
+#: command line with building and segmentation (`coseg poses` names them without the prefix).
+RUN_NAMES = {"threads": "--sfm-threads", "seed": "--sfm-seed"}
+
+
+def add_sfm_args(p, names: dict[str, str] | None = None) -> None:
+    """The structure-from-motion options (`coseg poses`, and `coseg run` on bare photos with `RUN_NAMES`)."""
+    from coseg.poses.config import CAMERA_MODELS, MATCHERS, PosesConfig
+
+    d, names = PosesConfig(), names or {}
+
+    def add(field, **kwargs):
+        p.add_argument(names.get(field, "--" + field.replace("_", "-")), dest="sfm_" + field,
+                       default=getattr(d, field), **kwargs)
+
+    add("matcher", choices=MATCHERS, help="image pairs to match: auto (sequential for >= 100 numbered video "
+                                          "frames, else exhaustive), exhaustive or sequential (auto)")
+    add("overlap", type=int, help=f"successors each frame is matched with by the sequential matcher ({d.overlap})")
+    add("camera_model", choices=CAMERA_MODELS,
+        help=f"COLMAP camera model of all photos; PINHOLE for undistorted photos ({d.camera_model})")
+    add("max_image_size", type=int, help=f"longest side SIFT runs at ({d.max_image_size})")
+    add("max_features", type=int, help=f"most SIFT features per photo; fewer match faster ({d.max_features})")
+    add("threads", type=int, help="structure-from-motion CPU threads (-1: all cores)")
+    add("seed", type=int, help=f"structure-from-motion random seed ({d.seed})")
+    add("link", choices=("copy", "symlink"),
+        help="put the registered photos into SCENE/images as copies or symbolic links (copy)")
+
+
+def sfm_config_from_args(args):
+    """The `PosesConfig` of parsed `add_sfm_args` options."""
+    from coseg.poses import PosesConfig
+
+    return PosesConfig(matcher=args.sfm_matcher, overlap=args.sfm_overlap, camera_model=args.sfm_camera_model,
+                       max_image_size=args.sfm_max_image_size, max_features=args.sfm_max_features,
+                       threads=args.sfm_threads, seed=args.sfm_seed, link=args.sfm_link)
 
 
 def run(args) -> int:
     from coseg.cli.drive import PosesBars, registration_line
     from coseg.cli.stopping import stop_on_sigint
-    from coseg.poses import PosesConfig, recover_poses
+    from coseg.poses import recover_poses
 
-    config = PosesConfig(matcher=args.matcher, overlap=args.overlap, camera_model=args.camera_model,
-                         max_image_size=args.max_image_size, max_features=args.max_features,
-                         threads=args.threads, seed=args.seed, link=args.link)
+    config = sfm_config_from_args(args)
     bars = PosesBars()
     report: dict = {}
     with stop_on_sigint("chunk") as stop:

@@ -92,6 +92,9 @@ def add_parser(sub) -> None:
                         "them; e.g. --stages segment,eval on a built run)")
     _segment_args(r)
     add_scene_options(r)
+    from coseg.cli.poses import RUN_NAMES, add_sfm_args
+
+    add_sfm_args(r.add_argument_group("cameras of bare photos (the poses stage, as coseg poses)"), RUN_NAMES)
     from coseg.cli.labels import add_generator_args
 
     add_generator_args(r)
@@ -173,8 +176,11 @@ def pipeline_from_args(args):
         if unknown or not asked:
             raise CosegError(f"--stages {args.stages}: stages are {', '.join(STAGES)}")
         stages = tuple(name for name in STAGES if name in asked)
+    from coseg.cli.poses import sfm_config_from_args
+
     request = PipelineRequest(out=args.out, scene=args.scene, build=build_config_from_args(args),
-                              segment=config_from_args(args), import_ply=args.import_ply,
+                              segment=config_from_args(args), poses=sfm_config_from_args(args),
+                              import_ply=args.import_ply,
                               overwrite=args.overwrite, resume=args.resume, strict_resume=False,
                               reading=settings_from_args(args), cache=args.cache,
                               label_generator=lambda: generator_from_args(args))
