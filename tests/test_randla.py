@@ -210,7 +210,7 @@ def test_set_norm_uses_the_point_set_statistics():
 
 
 def test_shipped_weights_load():
-    from coseg.segment.randla_weights import SHIPPED_WEIGHTS
+    from coseg.segment.pretrain_config import SHIPPED_WEIGHTS
 
     if not SHIPPED_WEIGHTS.exists():
         pytest.skip("resources/weights/randla_synth.pt not present")

@@ -5,6 +5,12 @@ Each subcommand lives in its own module under `coseg.cli` exposing
 subcommand is only listed once it works. Errors are one line on stderr and a
 non-zero exit code.
 
+Every command (and every stage task of `coseg batch`) builds the whole parser
+first, so a command module imports at its top, and in ``add_parser``, only
+light modules (settings dataclasses, constants: no torch, numba, cv2, scipy,
+...); ``func`` imports the implementation when the command runs
+(`tests/test_cli_startup.py`).
+
 Exit codes (docs/data-safety.md): 0 done, 1 error (one line on stderr), 2 bad
 usage (argparse), `EXIT_STOPPED` = 130 a long stage stopped by Ctrl-C (its
 checkpoint is kept and its result is not written: resume it with ``--resume``).

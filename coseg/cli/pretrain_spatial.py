@@ -16,8 +16,7 @@ log = logging.getLogger(__name__)
 
 
 def add_parser(sub) -> None:
-    from coseg.segment.pretrain import PretrainConfig
-    from coseg.segment.randla_weights import SHIPPED_WEIGHTS
+    from coseg.segment.pretrain_config import SHIPPED_WEIGHTS, PretrainConfig
 
     d = PretrainConfig()
     p = sub.add_parser("pretrain-spatial", help="pretrain the RandLA-Net spatial encoder on synthetic rooms",

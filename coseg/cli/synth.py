@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from coseg.synth.labels import NOISE_PRESETS
+from coseg.synth.presets import NOISE_PRESETS
 
 
 def add_parser(sub) -> None:

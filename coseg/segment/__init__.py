@@ -10,5 +10,6 @@
 - `losses`: JS pixel loss (Eq. 8), 3D KL regulariser (Eq. 9), cross-entropy.
 - `infer`: writing the per-Gaussian logits and segment ids; `evaluate`: test-view metrics.
 - `knn`: KNN utilities.
-- `pretrain`: training the encoder on procedural rooms (`coseg pretrain-spatial`).
+- `pretrain`: training the encoder on procedural rooms (`coseg pretrain-spatial`); `pretrain_config`:
+  its settings and the shipped weights' path (no torch, for the command line).
 """

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass
 from typing import Iterator
 
 import numpy as np
@@ -33,44 +32,10 @@ import torch
 from scipy.spatial import cKDTree
 
 from coseg.segment.decoder import DecoderConfig, FusionDecoder, gather_fusion_inputs
+from coseg.segment.pretrain_config import PretrainConfig
 from coseg.segment.randla import RandLAConfig, RandLAEncoder, build_hierarchy
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class PretrainConfig:
-    """Settings of the spatial-encoder pretraining."""
-
-    scenes: int = 8
-    """Procedural training rooms."""
-    val_scenes: int = 2
-    """Held-out rooms for the score."""
-    points_per_scene: int = 200_000
-    """Surface points sampled per room (area-weighted)."""
-    crop_points: int = 4096
-    """Points per training crop (one step = one crop)."""
-    steps: int = 1000
-    """Optimisation steps."""
-    lr: float = 5e-3
-    """Adam learning rate."""
-    noise: float = 0.01
-    """Standard deviation of the position jitter, metres."""
-    val_crops: int = 12
-    """Crops per validation room."""
-    seed: int = 0
-    """Seed of the scene generation, crops and initialisation."""
-
-    def __post_init__(self) -> None:
-        from coseg.settings import AT_LEAST_1, NON_NEGATIVE, POSITIVE, check_settings
-
-        check_settings(self, "pretraining", {
-            "scenes": AT_LEAST_1, "val_scenes": AT_LEAST_1, "points_per_scene": AT_LEAST_1,
-            "crop_points": AT_LEAST_1, "steps": AT_LEAST_1, "lr": POSITIVE, "noise": NON_NEGATIVE,
-            "val_crops": AT_LEAST_1, "seed": NON_NEGATIVE})
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def sample_surface_points(layout, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

@@ -33,7 +33,6 @@ from coseg.segment.randla import RandLAConfig, RandLAEncoder
 log = logging.getLogger(__name__)
 
 OWN_FORMAT = "coseg-randla"
-SHIPPED_WEIGHTS = Path(__file__).resolve().parents[2] / "resources" / "weights" / "randla_synth.pt"
 
 _BLOCK = r"encoder\.(\d+)\."
 _RULES = [

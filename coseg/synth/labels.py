@@ -26,6 +26,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 from scipy import ndimage
 
+from coseg.synth.presets import PRESETS
+
 #: Plausible confusions of a zero-shot segmenter, by class name.
 CONFUSIONS = {
     "floor": ("rug",), "wall": ("picture", "cabinet", "ceiling"), "ceiling": ("wall",),
@@ -91,24 +93,6 @@ class LabelNoiseConfig:
                 raise ValueError(f"label noise {name} must be >= 0, got {getattr(self, name)}")
 
 
-#: Full strength of each kind when it is the only one (`mixed`, the defaults, weakens both).
-_PER_VIEW_ALONE = dict(confusion_mean=0.15, blobs_per_view=1.0)
-_CORRELATED_ALONE = dict(object_sector_probability=0.3, part_sector_probability=0.2)
-
-#: The documented mixes of errors (docs/demo-scene.md): name -> settings that differ from the defaults.
-_PRESETS = {
-    "mixed": {},
-    "per-view": dict(_PER_VIEW_ALONE, object_sector_probability=0.0, part_sector_probability=0.0,
-                     boundary_bias_probability=0.0),
-    "correlated": dict(_CORRELATED_ALONE, confusion_mean=0.0, miss_probability=0.0, bleed_probability=0.0,
-                       jitter_max_px=0.0, blobs_per_view=0.0),
-    "none": dict(confusion_mean=0.0, miss_probability=0.0, bleed_probability=0.0, jitter_max_px=0.0,
-                 blobs_per_view=0.0, object_sector_probability=0.0, part_sector_probability=0.0,
-                 boundary_bias_probability=0.0),
-}
-NOISE_PRESETS = tuple(_PRESETS)
-
-
 def noise_preset(name: str, **overrides) -> LabelNoiseConfig:
     """Settings of a documented mix: "mixed" (the default: both kinds), "per-view" (only errors drawn
     independently in every view), "correlated" (only view-correlated errors) or "none"; `overrides`
@@ -117,9 +101,9 @@ def noise_preset(name: str, **overrides) -> LabelNoiseConfig:
     Raises:
         ValueError: unknown name or setting.
     """
-    if name not in _PRESETS:
-        raise ValueError(f"unknown label-noise mix {name!r} (known: {', '.join(_PRESETS)})")
-    return replace(LabelNoiseConfig(), **{**_PRESETS[name], **overrides})
+    if name not in PRESETS:
+        raise ValueError(f"unknown label-noise mix {name!r} (known: {', '.join(PRESETS)})")
+    return replace(LabelNoiseConfig(), **{**PRESETS[name], **overrides})
 
 
 def confusion_ids(classes: dict[int, str]) -> dict[int, list[int]]:

@@ -223,12 +223,12 @@ class CoSegField(Field):
         return ViewBatch(cam_index, plan, render, flat[rows].contiguous(), neighbours)
 
     def _encoder(self):
-        from coseg import resources_dir
+        from coseg.segment.pretrain_config import SHIPPED_WEIGHTS
         from coseg.segment.randla import RandLAEncoder
         from coseg.segment.randla_weights import load_encoder
 
         w = self.config.spatial_weights
-        path = resources_dir() / "weights" / "randla_synth.pt" if w == "shipped" else (None if w == "random" else Path(w))
+        path = SHIPPED_WEIGHTS if w == "shipped" else (None if w == "random" else Path(w))
         if path is not None and path.exists():
             enc = load_encoder(path)
             self.info["spatial_weights"] = str(path)
