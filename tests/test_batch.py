@@ -121,8 +121,9 @@ def test_ray_batch_runs_scenes_in_parallel_isolates_a_broken_one_and_reruns_noth
     assert {n: (out / "logs" / f"{n}.log").read_text() for n in "abc"} == logs
 
 
-def _build_child_of(run: Path) -> int | None:
-    """pid of the `coseg run --stages build` process writing `run`, if one runs."""
+def _build_children_of(run: Path) -> list[int]:
+    """pids of the `coseg run --stages build` processes writing `run`."""
+    pids = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -131,8 +132,13 @@ def _build_child_of(run: Path) -> int | None:
         except OSError:
             continue
         if b"--stages" in cmd and b"build" in cmd and str(run).encode() in cmd:
-            return int(entry.name)
-    return None
+            pids.append(int(entry.name))
+    return pids
+
+
+def _build_child_of(run: Path) -> int | None:
+    """pid of the `coseg run --stages build` process writing `run`, if one runs."""
+    return next(iter(_build_children_of(run)), None)
 
 
 def _parent(pid: int) -> int:
@@ -191,3 +197,91 @@ def test_results_csv_keeps_the_figures_and_the_mean_of_every_row(tmp_path):
     assert float(rows["a"]["psnr"]) == pytest.approx(10.737209711373007, abs=1e-4)
     assert float(rows["mean"]["psnr"]) == pytest.approx((30.5 + 10.737209711373007) / 2, abs=1e-4)
     assert rows["mean"]["status"] == "2/3 done" and rows["b"]["error"] == "x: bad"
+
+
+class _GivesUpOnC:
+    """Stands in for the Ray runner: a's stage tasks finish; Ray gives up on c's build, its worker lost."""
+
+    threads = 1
+
+    def __init__(self, error: Exception) -> None:
+        self.error, self.submitted, self.outcomes, self.closed = error, [], [], False
+
+    def submit(self, key, kwargs: dict) -> None:
+        from coseg.batch.runner import given_up_outcome
+        from coseg.batch.task import StageOutcome
+
+        self.submitted.append((key, kwargs["stage"]))
+        done = StageOutcome(key, kwargs["stage"], "done", 1.0, 1.0, 80.0).as_dict()
+        self.outcomes.append((key, given_up_outcome(kwargs, self.error, 2) if key == "c" else done))
+
+    def next(self):
+        return self.outcomes.pop(0)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@needs_ray
+def test_a_stage_whose_worker_is_lost_past_the_retries_fails_its_scene_only(scenes, tmp_path, monkeypatch):
+    from ray.exceptions import WorkerCrashedError
+
+    from coseg.batch import runner
+
+    fake = _GivesUpOnC(WorkerCrashedError())
+    monkeypatch.setattr(runner, "executor", lambda config: fake)
+    out, lines = tmp_path / "out", []
+    rows = run_batch([BatchScene("a", scenes / "a"), BatchScene("c", scenes / "c")],
+                     BatchConfig(out=out, options=RUN_OPTIONS, retries=2), report=lines.append)
+    error = "build: its worker was lost 3 times, --retries 2 (The worker died unexpectedly while executing this task."
+    assert [(r["scene"], r["status"]) for r in rows] == [("a", "done"), ("c", "failed")]
+    assert rows[1]["error"].startswith(error) and "\n" not in rows[1]["error"]
+    assert fake.submitted == [("a", "build"), ("c", "build"), ("a", "segment"), ("a", "eval")] and fake.closed
+    assert [line for line in lines if line.startswith("c:")] == [f"c: failed ({rows[1]['error']}) [1/2 scenes]"]
+    table = {r["scene"]: r for r in read_rows(out / "results.csv")}
+    assert table["c"]["status"] == "failed" and table["c"]["error"] == rows[1]["error"]
+    assert table["mean"]["status"] == "1/2 done"
+
+
+@needs_ray
+def test_a_stage_task_that_raised_or_could_not_run_is_not_called_lost():
+    from ray.exceptions import RayTaskError, TaskUnschedulableError
+
+    from coseg.batch.runner import given_up_outcome
+
+    task = {"name": "c", "stage": "segment"}
+    raised = RayTaskError("run_stage", "Traceback ...", OSError(28, "No space left on device"))
+    assert given_up_outcome(task, raised, 2)["error"] == (
+        "segment: the task raised OSError: [Errno 28] No space left on device")
+    outcome = given_up_outcome(task, TaskUnschedulableError("no node has 1 GPU\nmore"), 0)
+    assert outcome["error"] == ("segment: Ray could not run it (TaskUnschedulableError: The task is not schedulable: "
+                                "no node has 1 GPU)")
+    assert outcome["status"] == "failed" and outcome["scene"] == "c"
+
+
+@pytest.mark.slow
+@needs_ray
+def test_a_worker_lost_more_often_than_the_retries_fails_that_scene_and_the_others_finish(scenes, tmp_path):
+    out = tmp_path / "out"
+    config = BatchConfig(out=out, options=RUN_OPTIONS, num_cpus=2, retries=1)
+    batch = [BatchScene("a", scenes / "a"), BatchScene("c", scenes / "c")]
+    lines: list[str] = []
+    result: dict = {}
+    thread = threading.Thread(target=lambda: result.update(rows=run_batch(batch, config, report=lines.append)))
+    thread.start()
+    seen: set[int] = set()
+    deadline = time.monotonic() + 300
+    while len(seen) < 2 and time.monotonic() < deadline and thread.is_alive():
+        for child in set(_build_children_of(out / "c")) - seen:  # a lost attempt's child may still be saving
+            seen.add(child)
+            os.kill(_parent(child), signal.SIGKILL)  # the Ray worker running c's build task
+        time.sleep(0.05)
+    thread.join(timeout=600)
+    assert len(seen) == 2, "c's build ended before both of its attempts could be stopped"
+    rows = {r["scene"]: r for r in result["rows"]}
+    assert rows["a"]["status"] == "done" and (out / "a" / "segmented.ply").is_file()
+    assert rows["c"]["status"] == "failed" and rows["c"]["error"].startswith("build: its worker was lost 2 times")
+    assert [line for line in lines if line.startswith("c:")] == [f"c: failed ({rows['c']['error']}) [1/2 scenes]"]
+    log = (out / "logs" / "c.log").read_text()
+    assert log.count("--stages build") == 2 and "--stages segment" not in log
+    assert {r["scene"]: r["status"] for r in read_rows(out / "results.csv")}["c"] == "failed"

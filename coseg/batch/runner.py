@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 from coseg.batch.results import scene_row, write_tables
 from coseg.batch.scenes import BatchScene
-from coseg.batch.task import run_stage
+from coseg.batch.task import StageOutcome, run_stage
 from coseg.errors import CosegError, InputError
 
 log = logging.getLogger(__name__)
@@ -133,13 +133,36 @@ class _Ray:
         try:
             return key, self.ray.get(ready[0])
         except self.ray.exceptions.RayError as e:  # retries used up, or the task could not run
-            reason = str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__
-            return key, {"scene": kwargs["name"], "stage": kwargs["stage"], "status": "failed", "seconds": 0.0,
-                         "cpu_s": 0.0, "peak_rss_mb": 0.0,
-                         "error": f"{kwargs['stage']}: its worker was lost {1 + self.retries} times ({reason[:200]})"}
+            return key, given_up_outcome(kwargs, e, self.retries)
 
     def close(self) -> None:
         self.ray.shutdown()
+
+
+def given_up_outcome(task: dict, error: Exception, retries: int) -> dict:
+    """The failed outcome (`StageOutcome.as_dict`) of a stage task Ray gave up on, with a one-line reason.
+
+    Args:
+        task: the task's `run_stage` arguments.
+        error: the `ray.exceptions.RayError` that ``ray.get`` raised.
+        retries: the retries Ray had for a lost worker (`BatchConfig.retries`).
+    """
+    from ray.exceptions import LocalRayletDiedError, NodeDiedError, OutOfMemoryError, RayTaskError, WorkerCrashedError
+
+    if isinstance(error, RayTaskError):  # run_stage itself raised: not retried (retry_exceptions=False)
+        cause = error.cause if error.cause is not None else error
+        why = f"the task raised {type(cause).__name__}: {_first_line(cause)}"
+    elif isinstance(error, (WorkerCrashedError, NodeDiedError, LocalRayletDiedError, OutOfMemoryError)):
+        lost = 1 + retries
+        why = f"its worker was lost {lost} time{'s' if lost > 1 else ''}, --retries {retries} ({_first_line(error)})"
+    else:
+        why = f"Ray could not run it ({type(error).__name__}: {_first_line(error)})"
+    return StageOutcome(task["name"], task["stage"], "failed", 0.0, 0.0, 0.0, f"{task['stage']}: {why}").as_dict()
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0][:200] if text else type(error).__name__
 
 
 def executor(config: BatchConfig):
