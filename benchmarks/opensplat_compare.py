@@ -34,7 +34,10 @@ Setups:
     matched    OpenSplat given coseg's densification schedule for that iteration count:
                --warmup-length = densify_start, --refine-every = densify_interval,
                --reset-alpha-every = opacity_reset_interval / densify_interval
-               (both stop growing at iterations / 2)
+               (both stop growing at iterations / 2). OpenSplat also skips densifying
+               for (training views + refine-every) steps after each of its opacity
+               resets, so in short runs it may not densify at all (at 300 iterations
+               and 64 views it never does); read its log ("Added ... gaussians")
 Both setups train OpenSplat at the full resolution (`--num-downscales 0`): its default
 of 2 trains at a quarter of it for the first 3000 steps, i.e. a whole 1000-step run.
 """
