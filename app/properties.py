@@ -29,16 +29,22 @@ RECOLOR_LOOKBACK = 20
 """Edits searched back for the recolour that gave the selection its colour."""
 
 
-def _spin(lo: float, hi: float, decimals: int, suffix: str = "") -> QDoubleSpinBox:
+def _spin(lo: float, hi: float, decimals: int, suffix: str = "", sample: float = -10.0) -> QDoubleSpinBox:
+    """A compact spin box at least as wide as `sample` written with its decimals and suffix."""
     box = QDoubleSpinBox()
     box.setRange(lo, hi)
     box.setDecimals(decimals)
     box.setSuffix(suffix)
     box.setKeyboardTracking(False)
-    # Compact: no arrows (the wheel and the keyboard still step), narrow enough for three in a row.
+    # Compact: no arrows (the wheel and the keyboard still step), three in a row; wide enough that a
+    # typical value (a working-frame coordinate such as -10.0000) is not clipped.
     box.setButtonSymbols(QAbstractSpinBox.NoButtons)
-    box.setMinimumWidth(50)
+    box.setMinimumWidth(box.fontMetrics().horizontalAdvance(box.textFromValue(sample) + suffix) + 2 * SPIN_MARGIN)
     return box
+
+
+SPIN_MARGIN = 6
+"""Pixels a spin box's frame and text margin take on each side of its text (Fusion and Windows styles: 4-5)."""
 
 
 def _row(*widgets) -> QWidget:
@@ -73,7 +79,7 @@ class PropertiesPanel(QDockWidget):
             box.editingFinished.connect(lambda axis=axis: self._position_edited(axis))
         form.addRow("Position", _row(*self.position))
         form.addRow("Size", self.fields["size"])
-        self.angles = [_spin(-360.0, 360.0, 2, "°") for _ in range(3)]
+        self.angles = [_spin(-360.0, 360.0, 2, "°", sample=-180.0) for _ in range(3)]
         self.rotate_button = QPushButton("Rotate")
         self.rotate_button.clicked.connect(self.apply_rotation)
         form.addRow("Rotate by", _row(*self.angles))

@@ -99,6 +99,30 @@ def test_segments_panel_columns_fit_their_text(make_main_window, screen):
     assert win.canvas.native.width() >= 0.55 * win.width()  # the viewport keeps most of the window
 
 
+@pytest.mark.parametrize("screen", [(1440, 900), (1920, 1080)])
+def test_properties_boxes_show_typical_values_unclipped(make_main_window, screen):
+    """Position, rotation and scale boxes hold a working-frame coordinate such as -10.1647 in full."""
+    from PySide6.QtWidgets import QApplication
+
+    from app.loading import LoadedModel
+    from app.properties import SPIN_MARGIN
+
+    g = _model(n=200)
+    g.means[:] = np.array([-10.1647, -10.3906, 14.4098], np.float32)
+    win = make_main_window()
+    win.resize(int(0.9 * screen[0]), int(0.9 * screen[1]))
+    QApplication.processEvents()
+    win.set_loaded(LoadedModel(Path("far.ply"), "ply", g))
+    win.doc.select([0, 1])
+    QApplication.processEvents()
+    panel = win.properties_panel
+    for box in [*panel.position, *panel.angles, panel.factor]:
+        text = box.lineEdit().text()
+        assert box.fontMetrics().horizontalAdvance(text) + 2 * SPIN_MARGIN <= box.width(), text
+    assert panel.position[0].lineEdit().text().startswith("-10.16")
+    assert win.canvas.native.width() >= 0.55 * win.width()  # the viewport keeps most of the window
+
+
 def test_hide_delete_undo_update_the_viewport(make_main_window):
     from app.loading import LoadedModel
 
