@@ -21,6 +21,7 @@ from coseg.io.ply import read_gaussians_ply, read_point_cloud, write_gaussians_p
 from coseg.run import RunDir
 from coseg.segment.config import SegmentConfig
 from coseg.segment.stage import segment
+from tests.test_segment_stage import chance_miou
 
 
 def _gaussians(scene_dir):
@@ -75,14 +76,6 @@ def _segment(run_dir, field="coseg", **kw):
     return list(segment(run_dir, config, overwrite=True))
 
 
-def _chance_miou(scene) -> float:
-    """Expected mIoU of a uniformly random prediction, from the GT class frequencies."""
-    ids = np.concatenate([scene.load_gt(c).ravel() for c in scene.train_cameras])
-    _, counts = np.unique(ids, return_counts=True)
-    p, k = counts / counts.sum(), len(counts)
-    return float(np.mean((p / k) / (p + 1 / k - p / k)))
-
-
 def test_masks_are_associated_voted_and_scored_class_agnostically(masked_run):
     from coseg.readers import read_scene
     from coseg.segment.evaluate import evaluate_segmentation
@@ -102,7 +95,7 @@ def test_masks_are_associated_voted_and_scored_class_agnostically(masked_run):
     assert set(np.unique(read_gaussians_ply(run_dir / "segmented.ply").segments)) <= {int(k) for k in names}
     result = evaluate_segmentation(run_dir, scene, split="train")
     assert result["matching"].startswith("each segment") and result["segments_matched"] >= 2
-    assert result["miou"] > 2 * _chance_miou(scene)
+    assert result["miou"] > 2 * chance_miou(scene)
     assert 0 < result["instance_best_iou"] <= 1 and 0 < result["instances_at_iou_0.5"] <= 1
 
 

@@ -65,17 +65,17 @@ def test_coseg_stage_learns_above_chance_and_writes_outputs(tiny_run):
     assert not list((run_dir / "cache").glob("spill*"))
     scene = read_scene(scene_dir)
     result = evaluate_segmentation(run_dir, scene, split="train")
-    assert result["miou"] > _chance_miou(scene)
+    assert result["miou"] > chance_miou(scene)
     assert result["accuracy"] > 0.3
     assert result["raw_label_miou"] > 0.3 and "calinski_harabasz" in result
     # mIoU is the mean of the per-class IoUs it reports
     assert np.mean(list(result["class_iou"].values())) == pytest.approx(result["miou"], abs=1e-4)
     # the hard per-Gaussian ids the studio edits are scored too
-    assert result["hard_id_miou"] > _chance_miou(scene)
+    assert result["hard_id_miou"] > chance_miou(scene)
     assert 0 < result["compactness_segment_share"] <= 1 and 0 < result["compactness_object_share"] <= 1
 
 
-def _chance_miou(scene) -> float:
+def chance_miou(scene) -> float:
     """Expected mIoU of a uniformly random prediction, from the GT class frequencies."""
     ids = np.concatenate([scene.load_gt(c).ravel() for c in scene.train_cameras])
     classes, counts = np.unique(ids, return_counts=True)
@@ -177,7 +177,7 @@ def test_label_vote_field_needs_no_training_and_labels_above_chance(tiny_run):
     # (the tiny scene's unoptimised Gaussians limit every field: a vote of the ground truth itself
     # reaches only ~46 % mIoU on its training views, so chance is the bar here)
     scene = read_scene(scene_dir)
-    assert evaluate_segmentation(run_dir, scene, split="train")["miou"] > 2 * _chance_miou(scene)
+    assert evaluate_segmentation(run_dir, scene, split="train")["miou"] > 2 * chance_miou(scene)
 
 
 def test_fill_from_nearest_copies_the_closest_row_that_has_values():

@@ -128,9 +128,9 @@ class SparseRows:
             return self
         drop = np.zeros(self.nnz, np.bool_)
         _light_entries(self.indptr, self.weights, np.float32(tolerance), drop)
-        kept = np.concatenate([[0], np.cumsum(~drop)])
         keep = ~drop
-        return SparseRows(kept[self.indptr], self.indices[keep], self.weights[keep], self.n_cols)
+        kept_before = np.concatenate([[0], np.cumsum(keep)])  # kept entries before each entry index
+        return SparseRows(kept_before[self.indptr], self.indices[keep], self.weights[keep], self.n_cols)
 
 
 class _Apply(torch.autograd.Function):
