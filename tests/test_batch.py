@@ -222,6 +222,29 @@ class _GivesUpOnC:
         self.closed = True
 
 
+def test_a_sequential_stage_that_raises_fails_its_scene_only(scenes, tmp_path, monkeypatch):
+    from coseg.batch import runner
+    from coseg.batch.task import StageOutcome
+
+    ran = []
+
+    def fake_stage(**task):
+        ran.append((task["name"], task["stage"]))
+        if task["name"] == "c":
+            raise OSError(28, "No space left on device", task["log_path"])
+        return StageOutcome(task["name"], task["stage"], "done", 1.0, 1.0, 10.0).as_dict()
+
+    monkeypatch.setattr(runner, "run_stage", fake_stage)
+    out, lines = tmp_path / "out", []
+    rows = run_batch([BatchScene("c", scenes / "c"), BatchScene("a", scenes / "a")],
+                     BatchConfig(out=out, ray="off", options=RUN_OPTIONS), report=lines.append)
+    assert [(r["scene"], r["status"]) for r in rows] == [("c", "failed"), ("a", "done")]
+    assert rows[0]["error"] == (f"build: the task raised OSError: [Errno 28] No space left on device: "
+                                f"'{out / 'logs' / 'c.log'}'")
+    assert ran == [("c", "build"), ("a", "build"), ("a", "segment"), ("a", "eval")]
+    assert lines[0] == f"c: failed ({rows[0]['error']}) [1/2 scenes]"
+
+
 @needs_ray
 def test_a_stage_whose_worker_is_lost_past_the_retries_fails_its_scene_only(scenes, tmp_path, monkeypatch):
     from ray.exceptions import WorkerCrashedError

@@ -15,6 +15,7 @@ import contextlib
 import io
 import logging
 import os
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -96,7 +97,11 @@ class _Sequential:
         self.threads = os.cpu_count() or 1
 
     def submit(self, key: Any, kwargs: dict) -> None:
-        self.done.append((key, run_stage(**kwargs)))
+        try:
+            outcome = run_stage(**kwargs)
+        except (OSError, subprocess.SubprocessError) as e:  # e.g. its log or run folder cannot be written
+            outcome = raised_outcome(kwargs, e)
+        self.done.append((key, outcome))
 
     def next(self) -> tuple[Any, dict]:
         return self.done.pop(0)
@@ -150,13 +155,23 @@ def given_up_outcome(task: dict, error: Exception, retries: int) -> dict:
     from ray.exceptions import LocalRayletDiedError, NodeDiedError, OutOfMemoryError, RayTaskError, WorkerCrashedError
 
     if isinstance(error, RayTaskError):  # run_stage itself raised: not retried (retry_exceptions=False)
-        cause = error.cause if error.cause is not None else error
-        why = f"the task raised {type(cause).__name__}: {_first_line(cause)}"
-    elif isinstance(error, (WorkerCrashedError, NodeDiedError, LocalRayletDiedError, OutOfMemoryError)):
+        return raised_outcome(task, error.cause if error.cause is not None else error)
+    if isinstance(error, (WorkerCrashedError, NodeDiedError, LocalRayletDiedError, OutOfMemoryError)):
         lost = 1 + retries
         why = f"its worker was lost {lost} time{'s' if lost > 1 else ''}, --retries {retries} ({_first_line(error)})"
     else:
         why = f"Ray could not run it ({type(error).__name__}: {_first_line(error)})"
+    return StageOutcome(task["name"], task["stage"], "failed", 0.0, 0.0, 0.0, f"{task['stage']}: {why}").as_dict()
+
+
+def raised_outcome(task: dict, error: BaseException) -> dict:
+    """The failed outcome of a stage task whose own code raised (on Ray or in the sequential runner).
+
+    Args:
+        task: the task's `run_stage` arguments.
+        error: what it raised.
+    """
+    why = f"the task raised {type(error).__name__}: {_first_line(error)}"
     return StageOutcome(task["name"], task["stage"], "failed", 0.0, 0.0, 0.0, f"{task['stage']}: {why}").as_dict()
 
 
