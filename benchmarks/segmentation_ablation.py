@@ -8,7 +8,8 @@ Each row trains the segmentation stage from scratch in its own run folder
 RUN/ablations/<row>/ (sharing RUN's gaussians.ply and its unprojected-feature
 cache), evaluates it on the test views and prints one table row: mIoU of the
 soft rendering and of the hard per-Gaussian ids, compactness (object and
-segment shares, `coseg.segment.compactness`), pixel accuracy, learnable
+segment shares, `coseg.segment.compactness`), the neighbour agreement of the hard
+ids (nbr), pixel accuracy, learnable
 parameters (MB), rendering FPS of RGB + segmentation and wall time. The raw labels' own mIoU on the same views is printed first.
 
 Rows (paper Table 3 plus the Table 1 per-Gaussian baseline):
@@ -22,6 +23,10 @@ Rows (paper Table 3 plus the Table 1 per-Gaussian baseline):
     single-scale   one fusion level, CoSeg loss
     ce             full model with cross-entropy instead of the CoSeg loss
     unweighted     full model, CoSeg loss without class balancing (the paper's plain mean)
+    no-reg         full model without the 3D regulariser (lambda_reg 0)
+    reg-logits     full model plus the regulariser on the output logits (lambda_logits 0.2)
+    l2-features    full model, 2D features L2-normalised per vector after the PCA (the paper)
+    rms-features   full model, 2D features divided by one RMS length per scale after the PCA
     full           full model, CoSeg loss (class-balanced, the default)
 
 `--lr-schedule cosine` trains every row with the cosine learning-rate decay
@@ -51,6 +56,10 @@ ROWS = {
     "single-scale": ("coseg", {"single_scale": True}),
     "ce": ("coseg", {"loss": {"pixel_loss": "ce"}}),
     "unweighted": ("coseg", {"loss": {"class_balance": 0.0}}),
+    "no-reg": ("coseg", {"loss": {"lambda_reg": 0.0}}),
+    "reg-logits": ("coseg", {"loss": {"lambda_logits": 0.2}}),
+    "l2-features": ("coseg", {"feature_norm": "l2"}),
+    "rms-features": ("coseg", {"feature_norm": "rms"}),
     "full": ("coseg", {}),
 }
 
@@ -113,7 +122,7 @@ def _scores(ev: dict) -> dict:
     """The evaluation figures every row reports: soft and hard-id mIoU, compactness, accuracy, FPS."""
     return {"miou": ev["miou"], "hard_id_miou": ev["hard_id_miou"], "accuracy": ev["accuracy"],
             "object_share": ev.get("compactness_object_share"), "segment_share": ev.get("compactness_segment_share"),
-            "raw_label_miou": ev.get("raw_label_miou"), "fps": ev["fps_rgb_seg"], "class_iou": ev["class_iou"]}
+            "neighbour_agreement": ev.get("neighbour_agreement"), "raw_label_miou": ev.get("raw_label_miou"), "fps": ev["fps_rgb_seg"], "class_iou": ev["class_iou"]}
 
 
 def run_row(run: Path, name: str, iterations: int, lr_schedule: str = "constant", suffix: str = "",
@@ -163,7 +172,7 @@ def main(argv=None) -> int:
     if unknown:
         p.error(f"unknown rows {unknown} (known: {', '.join(ROWS)})")
     results = []
-    print(f"{'row':<14} {'mIoU':>7} {'hard':>7} {'obj':>6} {'seg':>6} {'acc':>7} {'params MB':>10} {'FPS':>6} "
+    print(f"{'row':<14} {'mIoU':>7} {'hard':>7} {'obj':>6} {'seg':>6} {'nbr':>6} {'acc':>7} {'params MB':>10} {'FPS':>6} "
           f"{'time s':>8} {'RSS MB':>8}  features")
     for name in rows:
         suffix = "" if args.lr_schedule == "constant" else f"-{args.lr_schedule}"
@@ -174,7 +183,7 @@ def main(argv=None) -> int:
         if len(results) == 1 and r["raw_label_miou"] is not None:
             print(f"{'raw labels':<14} {100 * r['raw_label_miou']:7.2f}")
         print(f"{name:<14} {100 * r['miou']:7.2f} {100 * r['hard_id_miou']:7.2f} {_pct(r['object_share'])} "
-              f"{_pct(r['segment_share'])} {100 * r['accuracy']:7.2f} {r['params_mb'] or 0:10.3f} "
+              f"{_pct(r['segment_share'])} {_pct(r['neighbour_agreement'])} {100 * r['accuracy']:7.2f} {r['params_mb'] or 0:10.3f} "
               f"{r['fps']:6.2f} {r['seconds']:8.0f} {r.get('peak_rss_mb') or 0:8.0f}  {r['extractor'] or '-'}",
               flush=True)
         print("  per class IoU: " + ", ".join(f"{k} {v:.2f}" for k, v in r["class_iou"].items()), flush=True)

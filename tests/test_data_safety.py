@@ -151,7 +151,8 @@ def test_nonsense_segment_options_fail_before_anything_is_replaced(scene, tmp_pa
     before = _files(run.path)
     for args, option in ((["--seg-iterations", "-1"], "--seg-iterations"), (["--pi-label", "1.5"], "--pi-label"),
                          (["--class-balance", "nan"], "--class-balance"), (["--seg-seed", "-3"], "--seg-seed"),
-                         (["--attendance-tau", "-1"], "--attendance-tau")):
+                         (["--attendance-tau", "-1"], "--attendance-tau"),
+                         (["--lambda-logits", "-0.5"], "--lambda-logits")):
         rc, err = _cli(capsys, "segment", run.path, "--overwrite", *SEG, *args)
         assert rc == 1 and _one_line(err).startswith(f"coseg segment: error: {option} "), err
     assert _files(run.path) == before

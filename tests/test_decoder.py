@@ -66,6 +66,30 @@ def test_coseg_loss_combines_pixel_and_regulariser(scene):
     assert ce.item() == pytest.approx(0.8 * -torch.log(probs[torch.arange(800), labels]).mean().item(), rel=1e-5)
 
 
+def test_the_logit_regulariser_is_added_only_when_asked_and_needs_the_logits(scene):
+    _, encoded, feats = scene
+    dec = FusionDecoder(DecoderConfig(num_classes=4))
+    out = dec(gather_fusion_inputs(encoded["hierarchy"], encoded, feats))
+    probs = torch.softmax(out["logits"], -1)
+    labels = torch.from_numpy(np.arange(800) % 4)
+    xyz = encoded["hierarchy"].xyz
+    config = CoSegLossConfig(lambda_logits=0.5)
+    total, parts = coseg_loss(probs, labels, out["fused"], xyz, config, np.random.default_rng(0),
+                              logits=out["logits"])
+    assert parts["reg_logits"] > 0
+    assert total.item() == pytest.approx(0.8 * parts["pix"] + 0.2 * parts["reg"] + 0.5 * parts["reg_logits"],
+                                         rel=1e-5)
+    # Its gradient reaches the head, which the coarse-level regulariser never touches.
+    dec.zero_grad()
+    only = CoSegLossConfig(lambda_pix=0.0, lambda_reg=0.0, lambda_logits=1.0)
+    coseg_loss(probs, labels, out["fused"], xyz, only, np.random.default_rng(0), logits=out["logits"])[0].backward()
+    assert dec.head.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="logits"):
+        coseg_loss(probs, labels, out["fused"], xyz, config, np.random.default_rng(0))
+    _, off = coseg_loss(probs, labels, out["fused"], xyz, CoSegLossConfig(), np.random.default_rng(0))
+    assert off["reg_logits"] == 0.0
+
+
 def test_a_decode_plan_gives_the_values_of_the_full_decoding(scene):
     from coseg.segment.decoder import DecodePlan
 

@@ -145,6 +145,21 @@ def test_pca_recovers_dominant_directions_and_normalises():
     assert fit_pca(x, dim=64).components.shape == (10, 10)
 
 
+def test_rms_normalisation_keeps_features_near_the_mean_small():
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(4000, 6)) * [4.0, 3.0, 2.0, 1.0, 0.5, 0.2] + 7.0
+    p = fit_pca(x, dim=6)
+    rms = p.apply(x, "rms")
+    assert np.sqrt(np.mean(np.sum(rms ** 2, -1))) == pytest.approx(1.0, rel=1e-3)
+    # Two vectors a hair from the mean: L2 blows them up to opposite unit vectors, RMS keeps them close.
+    near = p.mean + np.array([[1e-3, 0, 0, 0, 0, 0], [-1e-3, 0, 0, 0, 0, 0]], np.float32)
+    l2 = p.apply(near, "l2")
+    assert np.linalg.norm(l2[0] - l2[1]) > 1.9
+    assert np.linalg.norm(p.apply(near, "rms")[0] - p.apply(near, "rms")[1]) < 1e-2
+    with pytest.raises(ValueError, match="normalisation"):
+        p.apply(x, "whiten")
+
+
 def test_pca_with_fewer_samples_than_channels_matches_the_covariance_route():
     rng = np.random.default_rng(1)
     x = rng.normal(size=(30, 3)) * [9.0, 4.0, 2.0] @ rng.normal(size=(3, 50)) + rng.normal(size=(30, 50)) * 0.1
@@ -262,7 +277,8 @@ def test_feature_cache_key_covers_extractor_model_weights_blocks_and_image_size(
     others = [key(DinoExtractor("vits8", weights=w2)), key(DinoExtractor("vitb8", weights=w1)),
               key(DinoExtractor("vits8", weights=w1, blocks=(2, 4, 6, 8))),
               key(DinoExtractor("vits8", weights=w1), [SimpleNamespace(name=c.name, width=32, height=24) for c in cams]),
-              key(AppearanceExtractor()), key(EfficientNetExtractor()), key(EfficientNetExtractor(short_side=240))]
+              key(AppearanceExtractor()), key(EfficientNetExtractor()), key(EfficientNetExtractor(short_side=240)),
+              feature_cache_key(gaussians, cams, DinoExtractor("vits8", weights=w1), 64, 0, norm="rms")]
     assert len({base, *others}) == 1 + len(others)
     torch.save({"x": torch.full((3,), 2.0)}, w1)  # same path, new content
     assert key(DinoExtractor("vits8", weights=w1)) != base

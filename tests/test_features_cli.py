@@ -35,6 +35,12 @@ def test_dino_model_and_extractor_reach_the_config():
     assert config_from_args(build_parser().parse_args(["segment", "RUN"])).field_config.extractor == "auto"
 
 
+def test_feature_norm_and_logit_regulariser_reach_the_config():
+    args = build_parser().parse_args(["segment", "RUN", "--feature-norm", "rms", "--lambda-logits", "0.3"])
+    config = config_from_args(args).field_config
+    assert (config.feature_norm, config.loss.lambda_logits) == ("rms", 0.3)
+
+
 def test_missing_dino_weights_path_is_one_line(tiny_run, tmp_path, capsys):
     absent = tmp_path / "absent.pth"
     assert main(["segment", str(tiny_run), "--dino-weights", str(absent), "--seg-iterations", "1"]) == 1

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from coseg.segment.compactness import compactness, hard_id_colors
+from coseg.segment.compactness import compactness, hard_id_colors, neighbour_agreement
 
 
 def test_hard_id_colors_are_the_one_hot_arg_max():
@@ -33,3 +33,16 @@ def test_one_segment_per_class_is_fully_compact_and_one_segment_for_all_is_not()
 def test_compactness_without_ground_truth_is_nan():
     c = compactness(np.array([1, 2]), np.array([-1, -1]))
     assert np.isnan(c["object_share"]) and c["gaussians_with_gt"] == 0
+
+
+def test_neighbour_agreement_tells_a_clean_field_from_a_speckled_one():
+    rng = np.random.default_rng(0)
+    xyz = np.concatenate([rng.normal(size=(300, 3)) * 0.1, rng.normal(size=(300, 3)) * 0.1 + 5.0])
+    clean = np.repeat([3, 8], 300)
+    assert neighbour_agreement(xyz, clean) == pytest.approx(1.0)
+    speckled = rng.integers(0, 4, size=600)
+    assert neighbour_agreement(xyz, speckled) == pytest.approx(0.25, abs=0.05)
+    one_wrong = clean.copy()
+    one_wrong[0] = 8  # its 8 neighbours disagree with it, and it with each one that has it as a neighbour
+    assert 0.97 < neighbour_agreement(xyz, one_wrong) < 1.0
+    assert np.isnan(neighbour_agreement(xyz[:1], clean[:1]))

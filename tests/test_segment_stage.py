@@ -73,6 +73,7 @@ def test_coseg_stage_learns_above_chance_and_writes_outputs(tiny_run):
     # the hard per-Gaussian ids the studio edits are scored too
     assert result["hard_id_miou"] > chance_miou(scene)
     assert 0 < result["compactness_segment_share"] <= 1 and 0 < result["compactness_object_share"] <= 1
+    assert 0 < result["neighbour_agreement"] <= 1
 
 
 def chance_miou(scene) -> float:
@@ -87,6 +88,19 @@ def test_per_gaussian_baseline_runs(tiny_run):
     records = _run(tiny_run[0], iterations=20, field="per-gaussian")
     assert records[-1]["stage"] == "done"
     assert records[-1]["field"] == "per-gaussian"
+
+
+def test_rms_features_and_the_logit_regulariser_train_through_the_stage(tiny_run):
+    run_dir, _ = tiny_run
+    config = SegmentConfig(field="coseg", iterations=20, log_every=10,
+                           field_config={**TINY_COSEG, "feature_norm": "rms", "loss": {"lambda_logits": 0.2}})
+    records = list(segment(run_dir, config, overwrite=True))
+    train = [r for r in records if r["stage"] == "train"]
+    assert train[-1]["iteration"] == 20 and train[-1]["reg_logits"] > 0
+    # the RMS-normalised features are cached under their own key, beside the L2 ones of the other tests
+    assert len(list((run_dir / "cache").glob("unprojected-*.npz"))) >= 1
+    with pytest.raises(Exception, match="feature_norm"):
+        SegmentConfig(field="coseg", field_config={**TINY_COSEG, "feature_norm": "unit"})
 
 
 def test_stop_then_resume(tiny_run):

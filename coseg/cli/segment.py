@@ -42,10 +42,16 @@ def _segment_args(p) -> None:
                    help="DINO architecture (default vits8); the checkpoint must match it")
     c.add_argument("--dino-weights", type=Path,
                    help="DINO checkpoint path (default: the official file in the torch hub cache)")
+    c.add_argument("--feature-norm", choices=["l2", "rms"],
+                   help="2D features after the PCA: l2 per vector (the paper) or rms, one constant per scale "
+                        "(docs/method.md)")
     c.add_argument("--loss", choices=["js", "ce"], help="pixel loss (default js; ce: ablation)")
     c.add_argument("--pi-label", type=float, help="JS loss weight of the raw label (default 0.5)")
     c.add_argument("--class-balance", type=float,
                    help="exponent beta of the pixel-loss class weights freq**-beta (0 = off, the paper's plain mean)")
+    c.add_argument("--lambda-logits", type=float,
+                   help="weight of the 3D regulariser on the output logits (Gaussian Grouping's; "
+                        "not in the paper; docs/method.md)")
     c.add_argument("--no-dino", action="store_true", help="ablation: no unprojected 2D features")
     c.add_argument("--no-spatial", action="store_true", help="ablation: no RandLA-Net spatial features")
     c.add_argument("--single-scale", action="store_true", help="ablation: one fusion level")
@@ -104,7 +110,8 @@ def add_parser(sub) -> None:
 #: CLI options of the CoSeg field -> its settings (the loss's are nested under "loss").
 _COSEG_OPTIONS = {"extractor": "extractor", "dino_model": "dino_model", "dino_weights": "dino_weights",
                   "spatial_weights": "spatial_weights", "loss": "loss.pixel_loss", "pi_label": "loss.pi_label",
-                  "class_balance": "loss.class_balance"}
+                  "class_balance": "loss.class_balance", "feature_norm": "feature_norm",
+                  "lambda_logits": "loss.lambda_logits"}
 _COSEG_SWITCHES = {"no_dino": ("use_dino", False), "no_spatial": ("use_spatial", False),
                    "single_scale": ("single_scale", True)}
 
@@ -150,7 +157,8 @@ _OPTIONS = {"field": "--field", "iterations": "--seg-iterations", "lr_schedule":
             "extractor": "--extractor", "dino_weights": "--dino-weights", "pixel_loss": "--loss",
             "pi_label": "--pi-label", "class_balance": "--class-balance", "attendance_tau": "--attendance-tau",
             "spatial_weights": "--spatial-weights", "seed": "--seg-seed", "labels": "--labels",
-            "association_iou": "--association-iou", "max_segments": "--max-segments"}
+            "association_iou": "--association-iou", "max_segments": "--max-segments",
+            "feature_norm": "--feature-norm", "lambda_logits": "--lambda-logits"}
 
 
 def run_segment(args) -> int:

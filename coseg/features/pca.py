@@ -1,4 +1,4 @@
-"""PCA of multi-scale feature maps to 64-d + L2 normalisation (paper Sec. 4.1), streamed.
+"""PCA of multi-scale feature maps to 64-d + normalisation (paper Sec. 4.1), streamed.
 
 One PCA per scale is fitted across all training views of a scene without
 holding every feature map in memory:
@@ -10,7 +10,16 @@ holding every feature map in memory:
 2. fit the PCA (mean + top eigenvectors of the float64 covariance of the
    pooled samples);
 3. pass 2 (`FeatureReducer.transform_views`): project each view's maps to
-   ``dim`` channels and L2-normalise every feature vector.
+   ``dim`` channels and normalise them (``norm``, below).
+
+Normalisation (``norm``): ``"l2"`` divides every projected vector by its own
+length (the paper's reading, Sec. 4.1); ``"rms"`` (a departure,
+docs/method.md) divides every vector of a scale by one constant, the RMS length
+of the scale's fitted samples. The PCA output is centred, so under ``"l2"`` a
+pixel whose feature is close to the scene's mean (a colour near the average
+colour, for the weight-free extractor) becomes a unit vector pointing in an
+arbitrary, noise-driven direction; ``"rms"`` keeps it near zero and keeps the
+average length at 1 as ``"l2"`` does.
 
 When a scale has fewer than ``dim`` channels (the weight-free `appearance`
 extractor) its PCA keeps all of them (a rotation + centring), so the output
@@ -29,6 +38,10 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 
+NORMS = ("rms", "l2")
+"""Normalisations of the projected features (module docstring)."""
+
+
 @dataclass
 class PCAProjection:
     """Centring + projection of one scale: x -> normalise((x - mean) @ components.T)."""
@@ -37,14 +50,23 @@ class PCAProjection:
     """[D] float32."""
     components: np.ndarray
     """[k, D] float32, rows are unit principal directions, largest variance first."""
+    rms: float = 1.0
+    """RMS length of the fitted samples' principal coordinates (the ``"rms"`` normalisation's divisor)."""
 
     def project(self, features: np.ndarray) -> np.ndarray:
         """[..., D] -> [..., k] float32 principal coordinates (centred, not normalised)."""
         return ((np.asarray(features, np.float32) - self.mean) @ self.components.T).astype(np.float32)
 
-    def apply(self, features: np.ndarray, eps: float = 1e-8) -> np.ndarray:
-        """[..., D] -> [..., k] float32, L2-normalised along the last axis."""
+    def apply(self, features: np.ndarray, norm: str = "l2", eps: float = 1e-8) -> np.ndarray:
+        """[..., D] -> [..., k] float32 principal coordinates, normalised by `norm`.
+
+        ``"l2"``: every vector to unit length; ``"rms"``: all divided by `rms` (module docstring).
+        """
         y = self.project(features)
+        if norm == "rms":
+            return (y / max(self.rms, eps)).astype(np.float32)
+        if norm != "l2":
+            raise ValueError(f"unknown feature normalisation {norm!r} ({', '.join(NORMS)})")
         return (y / (np.linalg.norm(y, axis=-1, keepdims=True) + eps)).astype(np.float32)
 
 
@@ -57,7 +79,8 @@ def fit_pca(samples: np.ndarray, dim: int = 64) -> PCAProjection:
 
     Returns:
         The `PCAProjection`; each component's sign is fixed so that its
-        largest-magnitude entry is positive (deterministic output).
+        largest-magnitude entry is positive (deterministic output), and its
+        ``rms`` is the RMS length of the samples' principal coordinates.
     """
     x = np.asarray(samples, np.float64)
     if x.ndim != 2 or x.shape[0] < 2:
@@ -76,7 +99,8 @@ def fit_pca(samples: np.ndarray, dim: int = 64) -> PCAProjection:
         comps = evecs[:, np.argsort(evals)[::-1][:k]].T
     sign = np.sign(comps[np.arange(k), np.abs(comps).argmax(1)])
     comps *= np.where(sign == 0, 1.0, sign)[:, None]
-    return PCAProjection(mean.astype(np.float32), comps.astype(np.float32))
+    rms = float(np.sqrt(np.mean(np.sum(((x - mean) @ comps.T) ** 2, axis=1))))
+    return PCAProjection(mean.astype(np.float32), comps.astype(np.float32), rms)
 
 
 def sample_vectors(feature_map: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
@@ -87,7 +111,7 @@ def sample_vectors(feature_map: np.ndarray, count: int, rng: np.random.Generator
 
 
 class FeatureReducer:
-    """Two-pass, streaming PCA-to-`dim` + L2 normalisation of an extractor's features.
+    """Two-pass, streaming PCA-to-`dim` + normalisation of an extractor's features.
 
     Args:
         extractor: object with ``extract(image) -> list of 4 [h, w, D] maps``.
@@ -96,10 +120,14 @@ class FeatureReducer:
         seed: seed of the sampling.
         spill_dir: folder for float16 copies of the raw maps between the two
             passes; None re-extracts every view in pass 2 instead.
+        norm: ``"rms"`` or ``"l2"`` (module docstring).
     """
 
     def __init__(self, extractor, dim: int = 64, samples_per_view: int = 4096, seed: int = 0,
-                 spill_dir: str | Path | None = None) -> None:
+                 spill_dir: str | Path | None = None, norm: str = "l2") -> None:
+        if norm not in NORMS:
+            raise ValueError(f"unknown feature normalisation {norm!r} ({', '.join(NORMS)})")
+        self.norm = norm
         self.extractor = extractor
         self.dim = dim
         self.samples_per_view = samples_per_view
@@ -142,7 +170,7 @@ class FeatureReducer:
         """Project one view's raw maps: 4 x [h, w, D] -> 4 x [h, w, min(dim, D)]."""
         if not self.projections:
             raise RuntimeError("FeatureReducer.transform called before fit")
-        return [p.apply(m) for p, m in zip(self.projections, maps)]
+        return [p.apply(m, self.norm) for p, m in zip(self.projections, maps)]
 
     def transform_views(self) -> Iterator[tuple[int, list[np.ndarray]]]:
         """Pass 2: yield (view index, reduced maps) for every view given to `fit`."""

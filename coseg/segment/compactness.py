@@ -17,7 +17,11 @@ arg-max segment, so two more measures look at those hard ids:
   stay inside one object?). A reduced version: the scene folders hold
   semantic ground truth only, so the objects are ground-truth classes, not
   instances (segments are semantic classes too, so a segment may rightly
-  span several instances of one class).
+  span several instances of one class);
+- neighbour agreement: the share of (Gaussian, neighbour) pairs, over every
+  Gaussian's K nearest Gaussians in 3D, whose hard ids agree. It needs no
+  ground truth and measures what the 3D regulariser (Eq. 9) is for: whether
+  neighbouring Gaussians end up in one segment (a speckled field scores low).
 """
 
 from __future__ import annotations
@@ -91,3 +95,23 @@ def compactness(segments: np.ndarray, gt: np.ndarray) -> dict[str, float]:
     segment_share = table.max(0) / table.sum(0)
     return {"object_share": float(object_share.mean()), "segment_share": float(segment_share.mean()),
             "gaussians_with_gt": int(len(g))}
+
+
+def neighbour_agreement(xyz: np.ndarray, segments: np.ndarray, k: int = 8) -> float:
+    """Share of (Gaussian, neighbour) pairs with the same hard id, over each Gaussian's `k` nearest.
+
+    Args:
+        xyz: [N, 3] Gaussian centres.
+        segments: [N] int hard segment id of every Gaussian.
+        k: neighbours per Gaussian (itself excluded; clamped to N - 1).
+
+    Returns:
+        The share in [0, 1] (NaN for fewer than 2 Gaussians).
+    """
+    from coseg.segment.losses import neighbour_table
+
+    segments = np.asarray(segments)
+    if len(segments) < 2:
+        return float("nan")
+    table = neighbour_table(np.asarray(xyz, np.float64), k)
+    return float((segments[table] == segments[:, None]).mean())

@@ -183,12 +183,14 @@ def evaluate_segmentation(run_dir: Path, scene, split: str = "test", max_feature
 
 
 def _compactness(run: SegmentedRun, scene, n_classes: int) -> dict:
-    """Compactness of the hard segment ids against the training views' ground truth (empty without it)."""
-    from coseg.segment.compactness import compactness, gaussian_gt_classes
+    """Neighbour agreement of the hard segment ids, and their compactness against the training views'
+    ground truth (left out without it)."""
+    from coseg.segment.compactness import compactness, gaussian_gt_classes, neighbour_agreement
 
+    segments = run.class_ids[run.logits.argmax(1).numpy()]
+    out = {"neighbour_agreement": neighbour_agreement(run.params["means"].numpy(), segments)}
     gt = gaussian_gt_classes(run.params, scene.train_cameras, scene, n_classes, run.frame)
     if not (gt >= 0).any():
-        return {}
-    segments = run.class_ids[run.logits.argmax(1).numpy()]
+        return out
     c = compactness(segments, gt)
-    return {"compactness_object_share": c["object_share"], "compactness_segment_share": c["segment_share"]}
+    return {**out, "compactness_object_share": c["object_share"], "compactness_segment_share": c["segment_share"]}

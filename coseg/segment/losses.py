@@ -54,6 +54,10 @@ class CoSegLossConfig:
     """M, sampled points per scale (not in the paper)."""
     reg_k: int = 8
     """K, neighbours per sampled point (not in the paper)."""
+    lambda_logits: float = 0.0
+    """Weight of the same KL regulariser on the decoder's output logits of the level-1 points
+    (Gaussian Grouping's; not in the paper, which regularises the coarse levels only; 0 = off).
+    docs/method.md records why it exists."""
     class_balance: float = 0.5
     """Exponent beta of the per-class pixel weights ``freq_c ** -beta`` (not in the paper;
     0 = unweighted as in Eq. 8, 1 = inverse class frequency). See `class_weights` and
@@ -64,7 +68,7 @@ class CoSegLossConfig:
 
         check_settings(self, "segmentation loss", {
             "pi_label": OPEN_UNIT, "lambda_pix": NON_NEGATIVE, "lambda_reg": NON_NEGATIVE,
-            "reg_scales": Range(1, 4), "reg_samples": AT_LEAST_1, "reg_k": AT_LEAST_1,
+            "lambda_logits": NON_NEGATIVE, "reg_scales": Range(1, 4), "reg_samples": AT_LEAST_1, "reg_k": AT_LEAST_1,
             "class_balance": NON_NEGATIVE}, {"pixel_loss": ("js", "ce")})
 
     def to_dict(self) -> dict:
@@ -222,8 +226,12 @@ def kl_regulariser(features: torch.Tensor, xyz: np.ndarray, num_samples: int, k:
 def coseg_loss(probs: torch.Tensor, labels: torch.Tensor, fused: dict[int, torch.Tensor],
                level_xyz: list[np.ndarray], config: CoSegLossConfig, rng: np.random.Generator,
                ignore_index: int = -1, weights: torch.Tensor | None = None,
-               neighbours: dict[int, np.ndarray] | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+               neighbours: dict[int, np.ndarray] | None = None,
+               logits: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
     """The CoSeg loss of one view: lambda_pix * l_pix + lambda_reg * l_reg (Eq. 10).
+
+    With ``config.lambda_logits > 0`` it adds ``lambda_logits`` times the same KL
+    regulariser on `logits` (a departure, `CoSegLossConfig.lambda_logits`).
 
     Args:
         probs: [P, C] rendered, softmaxed segmentation of the labelled pixels.
@@ -234,10 +242,11 @@ def coseg_loss(probs: torch.Tensor, labels: torch.Tensor, fused: dict[int, torch
         rng: generator for the regulariser's sampling.
         weights: optional [C] class weights of the pixel loss (`class_weights`).
         neighbours: optional level -> `neighbour_table` of that level's points (self excluded).
+        logits: [P_1, C] output logits of the level-1 points (needed when ``lambda_logits > 0``).
 
     Returns:
-        (total loss, {"pix": value, "reg": value}); levels missing from `fused`
-        (the single-scale ablation) add no regulariser term.
+        (total loss, {"pix": value, "reg": value, "reg_logits": value}); levels missing from
+        `fused` (the single-scale ablation) add no regulariser term.
     """
     if config.pixel_loss == "js":
         pix = js_loss(probs, labels, config.pi_label, ignore_index, weights)
@@ -252,4 +261,12 @@ def coseg_loss(probs: torch.Tensor, labels: torch.Tensor, fused: dict[int, torch
             reg = reg + kl_regulariser(fused[n], level_xyz[n - 1], config.reg_samples, config.reg_k, rng,
                                        neighbours=table)
     total = config.lambda_pix * pix + config.lambda_reg * reg
-    return total, {"pix": float(pix.detach()), "reg": float(reg.detach())}
+    reg_logits = 0.0
+    if config.lambda_logits > 0:
+        if logits is None:
+            raise ValueError("coseg_loss: lambda_logits > 0 needs the output logits")
+        table = None if neighbours is None else neighbours.get(1)
+        term = kl_regulariser(logits, level_xyz[0], config.reg_samples, config.reg_k, rng, neighbours=table)
+        total = total + config.lambda_logits * term
+        reg_logits = float(term.detach())
+    return total, {"pix": float(pix.detach()), "reg": float(reg.detach()), "reg_logits": reg_logits}

@@ -151,11 +151,13 @@ def _resize_to(maps: list[np.ndarray], hw: tuple[int, int]) -> np.ndarray:
     return np.ascontiguousarray(np.concatenate(out, axis=-1))
 
 
-def feature_cache_key(gaussians_path: Path, cams, extractor, feature_dim: int, seed: int) -> str:
+def feature_cache_key(gaussians_path: Path, cams, extractor, feature_dim: int, seed: int,
+                      norm: str = "l2") -> str:
     """Key of the unprojected-feature cache: everything the cached features depend on.
 
     The Gaussians file (size, mtime), the views and their image size, the extractor's
-    fingerprint (name, model, a digest of its weights, blocks), the PCA width and the seed.
+    fingerprint (name, model, a digest of its weights, blocks), the PCA width, the seed and
+    the normalisation after the PCA (`coseg.features.pca.NORMS`; "l2" keys as before it existed).
     """
     from coseg.features import extractor_fingerprint
 
@@ -165,11 +167,13 @@ def feature_cache_key(gaussians_path: Path, cams, extractor, feature_dim: int, s
     h.update(f"{st.st_size}:{st.st_mtime_ns}".encode())
     h.update(json.dumps([[c.name, c.width, c.height] for c in cams]).encode())
     h.update(f"{extractor_fingerprint(extractor)}:{feature_dim}:{seed}".encode())
+    if norm != "l2":
+        h.update(f":{norm}".encode())
     return h.hexdigest()[:16]
 
 
 def unproject_scales(scene, cams, params: dict, extractor, feature_dim: int, seed: int, cache_dir: Path,
-                     cache_key: str) -> Iterator[dict]:
+                     cache_key: str, norm: str = "l2") -> Iterator[dict]:
     """Extract, reduce and unproject 4 feature scales; yields progress, returns via `result`.
 
     The final record has ``result = (f_d [N, sum(widths)] float32, counts [N] int64, widths)``:
@@ -190,7 +194,7 @@ def unproject_scales(scene, cams, params: dict, extractor, feature_dim: int, see
     # One spill folder per process: two stages sharing a cache (ablation rows run side by side)
     # would otherwise write and delete each other's view files.
     spill = cache_dir / f"spill-{os.getpid()}"
-    reducer = FeatureReducer(extractor, dim=feature_dim, seed=seed, spill_dir=spill)
+    reducer = FeatureReducer(extractor, dim=feature_dim, seed=seed, spill_dir=spill, norm=norm)
     import time
 
     t0 = time.perf_counter()

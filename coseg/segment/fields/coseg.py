@@ -54,6 +54,9 @@ class CoSegConfig:
     """Path of a DINO checkpoint (default: the official file in the local torch hub cache)."""
     feature_dim: int = 64
     """PCA width of every feature scale (paper: 64)."""
+    feature_norm: str = "l2"
+    """Normalisation after the PCA: "l2" per feature vector (the paper) or "rms", one constant per
+    scale (`coseg.features.pca`, docs/method.md)."""
     use_dino: bool = True
     """False: the `--no-dino` ablation (no unprojected 2D features)."""
     use_spatial: bool = True
@@ -75,6 +78,7 @@ class CoSegConfig:
     def __post_init__(self) -> None:
         from coseg.features import EXTRACTORS
         from coseg.features.dino import MODELS
+        from coseg.features.pca import NORMS
         from coseg.settings import AT_LEAST_1, POSITIVE, Range, SettingError, check_settings
 
         if isinstance(self.decoder_widths, (tuple, list)) and len(self.decoder_widths) != 4:
@@ -86,7 +90,8 @@ class CoSegConfig:
             raise InputError(f"unknown DINO model {self.dino_model!r} ({', '.join(MODELS)})")
         check_settings(self, "segmentation", {"lr": POSITIVE, "feature_dim": AT_LEAST_1,
                                               "decoder_widths": AT_LEAST_1,
-                                              "blend_tolerance": Range(0, 0.5)})
+                                              "blend_tolerance": Range(0, 0.5)},
+                       {"feature_norm": NORMS})
         if not (self.use_dino or self.use_spatial):
             raise InputError("the CoSeg field needs 2D features, spatial features or both "
                              "(--no-dino and --no-spatial together leave it no input)")
@@ -130,10 +135,11 @@ class CoSegField(Field):
         extractor = select_extractor(c.extractor, dino_model=c.dino_model, dino_weights=c.dino_weights)
         self.info["feature_extractor"] = getattr(extractor, "name", type(extractor).__name__)
         self.info["feature_extractor_description"] = getattr(extractor, "description", "")
-        key = feature_cache_key(run.gaussians_path, self.cams, extractor, c.feature_dim, self.inputs.seed)
+        key = feature_cache_key(run.gaussians_path, self.cams, extractor, c.feature_dim, self.inputs.seed,
+                                c.feature_norm)
         result = None
         for rec in unproject_scales(scene, self.cams, params, extractor, c.feature_dim, self.inputs.seed,
-                                    run.path / "cache", key):
+                                    run.path / "cache", key, norm=c.feature_norm):
             result = rec.pop("result", None)
             self.info.update({k: v for k, v in rec.items() if k.endswith("_s") or k.endswith("_image")})
             yield rec
@@ -218,8 +224,11 @@ class CoSegField(Field):
         render.n_cols = len(points)
         plan = DecodePlan.for_points(self.fusion, points)
         loss = self.config.loss
+        levels = set() if self.config.single_scale else set(loss.reg_scales)
+        if loss.lambda_logits > 0:
+            levels.add(1)  # the output logits are those of the level-1 points
         neighbours = {n: neighbour_table(self.hierarchy.xyz[n - 1][plan.sets[n - 1]], loss.reg_k).astype(np.int32)
-                      for n in loss.reg_scales if not self.config.single_scale}
+                      for n in sorted(levels)}
         return ViewBatch(cam_index, plan, render, flat[rows].contiguous(), neighbours)
 
     def _encoder(self):
@@ -273,7 +282,8 @@ class CoSegField(Field):
         probs = torch.softmax(apply(b.render, out["logits"]), dim=-1)
         level_xyz = [x[s] for x, s in zip(self.hierarchy.xyz, b.plan.sets)]
         return coseg_loss(probs, b.labels, out["fused"], level_xyz, self.config.loss, self.rng,
-                          ignore_index=-1, weights=self.class_weights, neighbours=b.neighbours)
+                          ignore_index=-1, weights=self.class_weights, neighbours=b.neighbours,
+                          logits=out["logits"])
 
     @torch.no_grad()
     def infer(self) -> np.ndarray:
