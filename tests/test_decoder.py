@@ -51,13 +51,16 @@ def test_shapes_and_gradients_only_into_decoder(scene, kw):
     assert all(p.grad is None for p in enc.parameters())
 
 
-def test_coseg_loss_combines_pixel_and_regulariser(scene):
+def _decoded_with_labels(scene):
+    """A 4-class decoder, its output on the scene, the softmax, cyclic labels and the level positions."""
     _, encoded, feats = scene
     dec = FusionDecoder(DecoderConfig(num_classes=4))
     out = dec(gather_fusion_inputs(encoded["hierarchy"], encoded, feats))
-    probs = torch.softmax(out["logits"], -1)
-    labels = torch.from_numpy(np.arange(800) % 4)
-    xyz = encoded["hierarchy"].xyz
+    return dec, out, torch.softmax(out["logits"], -1), torch.from_numpy(np.arange(800) % 4), encoded["hierarchy"].xyz
+
+
+def test_coseg_loss_combines_pixel_and_regulariser(scene):
+    dec, out, probs, labels, xyz = _decoded_with_labels(scene)
     total, parts = coseg_loss(probs, labels, out["fused"], xyz, CoSegLossConfig(), np.random.default_rng(0))
     assert total.item() == pytest.approx(0.8 * parts["pix"] + 0.2 * parts["reg"], rel=1e-5)
     assert parts["reg"] > 0
@@ -67,12 +70,7 @@ def test_coseg_loss_combines_pixel_and_regulariser(scene):
 
 
 def test_the_logit_regulariser_is_added_only_when_asked_and_needs_the_logits(scene):
-    _, encoded, feats = scene
-    dec = FusionDecoder(DecoderConfig(num_classes=4))
-    out = dec(gather_fusion_inputs(encoded["hierarchy"], encoded, feats))
-    probs = torch.softmax(out["logits"], -1)
-    labels = torch.from_numpy(np.arange(800) % 4)
-    xyz = encoded["hierarchy"].xyz
+    dec, out, probs, labels, xyz = _decoded_with_labels(scene)
     config = CoSegLossConfig(lambda_logits=0.5)
     total, parts = coseg_loss(probs, labels, out["fused"], xyz, config, np.random.default_rng(0),
                               logits=out["logits"])
