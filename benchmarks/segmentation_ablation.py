@@ -122,7 +122,8 @@ def _scores(ev: dict) -> dict:
     """The evaluation figures every row reports: soft and hard-id mIoU, compactness, accuracy, FPS."""
     return {"miou": ev["miou"], "hard_id_miou": ev["hard_id_miou"], "accuracy": ev["accuracy"],
             "object_share": ev.get("compactness_object_share"), "segment_share": ev.get("compactness_segment_share"),
-            "neighbour_agreement": ev.get("neighbour_agreement"), "raw_label_miou": ev.get("raw_label_miou"), "fps": ev["fps_rgb_seg"], "class_iou": ev["class_iou"]}
+            "neighbour_agreement": ev.get("neighbour_agreement"), "raw_label_miou": ev.get("raw_label_miou"),
+            "fps": ev["fps_rgb_seg"], "class_iou": ev["class_iou"]}
 
 
 def run_row(run: Path, name: str, iterations: int, lr_schedule: str = "constant", suffix: str = "",
@@ -172,7 +173,8 @@ def main(argv=None) -> int:
     if unknown:
         p.error(f"unknown rows {unknown} (known: {', '.join(ROWS)})")
     results = []
-    print(f"{'row':<14} {'mIoU':>7} {'hard':>7} {'obj':>6} {'seg':>6} {'nbr':>6} {'acc':>7} {'params MB':>10} {'FPS':>6} "
+    print(f"{'row':<14} {'mIoU':>7} {'hard':>7} {'obj':>6} {'seg':>6} {'nbr':>6} {'acc':>7} {'params MB':>10} "
+          f"{'FPS':>6} "
           f"{'time s':>8} {'RSS MB':>8}  features")
     for name in rows:
         suffix = "" if args.lr_schedule == "constant" else f"-{args.lr_schedule}"
@@ -183,7 +185,8 @@ def main(argv=None) -> int:
         if len(results) == 1 and r["raw_label_miou"] is not None:
             print(f"{'raw labels':<14} {100 * r['raw_label_miou']:7.2f}")
         print(f"{name:<14} {100 * r['miou']:7.2f} {100 * r['hard_id_miou']:7.2f} {_pct(r['object_share'])} "
-              f"{_pct(r['segment_share'])} {_pct(r['neighbour_agreement'])} {100 * r['accuracy']:7.2f} {r['params_mb'] or 0:10.3f} "
+              f"{_pct(r['segment_share'])} {_pct(r['neighbour_agreement'])} {100 * r['accuracy']:7.2f} "
+              f"{r['params_mb'] or 0:10.3f} "
               f"{r['fps']:6.2f} {r['seconds']:8.0f} {r.get('peak_rss_mb') or 0:8.0f}  {r['extractor'] or '-'}",
               flush=True)
         print("  per class IoU: " + ", ".join(f"{k} {v:.2f}" for k, v in r["class_iou"].items()), flush=True)
