@@ -6,8 +6,8 @@ import pytest
 from tests.test_building_scene import make_scene
 
 from coseg.building import BuildConfig, train
-from coseg.building.budget import (MAX_ITERATIONS, MIN_ITERATIONS, StepCost, mean_count, plan_budget,
-                                   predicted_seconds)
+from coseg.building.budget import (MAX_ITERATIONS, MIN_ITERATIONS, REPLAN_WINDOW, RESERVE, BudgetClock,
+                                   StepCost, mean_count, plan_budget, predicted_seconds)
 from coseg.errors import CosegError
 from coseg.run import RunDir
 
@@ -72,7 +72,39 @@ def test_minutes_plans_the_run_and_records_the_plan(tmp_path):
     building = run.read_config()["building"]
     plan = building["budget"]
     assert plan["minutes"] == 0.05 and plan["probe_counts"]["all"] == 150
-    assert building["settings"]["iterations"] == plan["iterations"] == records[-1]["iterations"]
+    assert building["settings"]["iterations"] == records[-1]["iterations"] == records[-1]["summary"]["iterations"]
+    replans = plan.get("replans", [])
+    assert plan["iterations"] == (replans[0]["iterations_before"] if replans else records[-1]["iterations"])
     assert building["settings"]["max_gaussians"] == plan["max_gaussians"] >= 150
     summary = records[-1]["summary"]
     assert summary["budget"]["actual_total_s"] > 0
+
+
+def _ticks(clock: BudgetClock, seconds_per_iteration: float, until: int, count: int, start: int = 0):
+    """Feed `clock` iterations start+1..until at a constant pace; the last re-plan (or None)."""
+    last = None
+    for i in range(start + 1, until + 1):
+        got = clock.tick(i, count, i * seconds_per_iteration)
+        last = got if got is not None else last
+    return last
+
+
+def test_the_clock_re_plans_the_end_from_the_measured_pace():
+    config = BuildConfig(minutes=1, iterations=1000, max_gaussians=100).resolved(PIXELS)
+    fast = BudgetClock(config, wall_start=0.0)
+    assert _ticks(fast, 0.03, REPLAN_WINDOW + 50, count=50) is None  # still growing: the probe's plan holds
+    got = _ticks(fast, 0.03, 400, count=100, start=REPLAN_WINDOW + 50)
+    assert got == pytest.approx(60 * (1 - RESERVE) / 0.03, abs=2)  # 1,920: the steps are cheaper than planned
+    assert fast.replans and fast.replans[0]["iterations_before"] == 1000
+    slow = BudgetClock(config, wall_start=0.0)
+    got = _ticks(slow, 0.12, 300, count=100)  # slower than planned: the run ends early, within the budget
+    assert got == pytest.approx(60 * (1 - RESERVE) / 0.12, abs=2)
+    late = BudgetClock(config, wall_start=0.0)
+    # the budget is spent at the first re-plan (iteration 101): the run ends at the next iteration
+    assert _ticks(late, 1.0, REPLAN_WINDOW + 1, count=100) == REPLAN_WINDOW + 2
+    ended = BudgetClock(config, wall_start=0.0)  # the cap was never reached, but densification ended
+    assert _ticks(ended, 0.03, config.densify_stop + REPLAN_WINDOW - 1, count=10) is None
+    assert _ticks(ended, 0.03, config.densify_stop + REPLAN_WINDOW, count=10,
+                  start=config.densify_stop + REPLAN_WINDOW - 1) is not None
+    huge = BudgetClock(BuildConfig(minutes=10_000, iterations=1000, max_gaussians=100).resolved(PIXELS), 0.0)
+    assert _ticks(huge, 0.01, 200, count=100) == MAX_ITERATIONS

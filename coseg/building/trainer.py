@@ -26,6 +26,7 @@ else), ``raster_share``, ``densify`` (counts of the last densification).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 import resource
@@ -38,7 +39,7 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
-from coseg.building.budget import plan_budget, probe_step_cost
+from coseg.building.budget import BudgetClock, plan_budget, probe_step_cost
 from coseg.building.checkpoint import load_latest_checkpoint, restore_rng_states, save_checkpoint
 from coseg.building.config import BuildConfig
 from coseg.building.farfield import far_field_gaussians
@@ -242,7 +243,10 @@ def _train(scene: Scene, config: BuildConfig, run_dir: str | Path | RunDir,
     record: dict[str, Any] = {"event": "step", "iteration": start, "iterations": config.iterations,
                               "loss": None, "psnr": None, "num_gaussians": int(params["means"].shape[0])}
     stopped = False
-    for iteration in range(start + 1, config.iterations + 1):
+    clock = BudgetClock(config, wall_start) if budget_report is not None and not budget_report["iterations_kept"] \
+        else None
+    while iteration < config.iterations:
+        iteration += 1
         t_start = time.perf_counter()
         sh_degree = min((iteration - 1) // config.sh_interval, config.max_sh_degree)
         set_means_lr(optimizer, means_lr(iteration, config, extent))
@@ -263,6 +267,10 @@ def _train(scene: Scene, config: BuildConfig, run_dir: str | Path | RunDir,
         rest_s += step_s - t_raster
         recent.append(step_s)
         its = len(recent) / sum(recent)
+        if clock is not None:
+            replanned = clock.tick(iteration, int(params["means"].shape[0]), time.perf_counter())
+            if replanned is not None:
+                config = dataclasses.replace(config, iterations=replanned)
         if iteration % config.checkpoint_every == 0:
             save(iteration)
         stopped = stop_event is not None and stop_event.is_set() and iteration < config.iterations
@@ -282,6 +290,9 @@ def _train(scene: Scene, config: BuildConfig, run_dir: str | Path | RunDir,
 
     if iteration % config.checkpoint_every != 0 and iteration > start:
         save(iteration)
+    if clock is not None and clock.replans:  # config.json states the iterations the run had at its end
+        run.update_config("building", {**section, "settings": config.to_dict(),
+                                       "budget": {**budget_report, "replans": clock.replans}})
     gaussians = frame.inverse().apply_gaussians(params_to_gaussians(params))
     summary = {
         "completed": not stopped and iteration >= config.iterations, "iterations": iteration,
@@ -294,6 +305,7 @@ def _train(scene: Scene, config: BuildConfig, run_dir: str | Path | RunDir,
     if budget_report is not None:
         summary["budget"] = {**{k: budget_report[k] for k in ("minutes", "predicted_total_s", "iterations",
                                                              "max_gaussians")},
+                             "replans": [] if clock is None else clock.replans, "iterations_run": iteration,
                              "actual_total_s": time.perf_counter() - wall_start}
     if stopped:  # the checkpoint is the resume point; a partial model is no result
         run.update_metrics("building", summary, replace=True)

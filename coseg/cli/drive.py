@@ -82,6 +82,8 @@ class _BuildBar(_Display):
         if self.bar is None:
             self.bar = tqdm(total=rec["iterations"], initial=max(rec["iteration"] - 1, 0), unit="it",
                             dynamic_ncols=True, desc="build")
+        if self.bar.total != rec["iterations"]:  # a time budget re-planned the run's end
+            self.bar.total = rec["iterations"]
         self.bar.update(rec["iteration"] - self.bar.n)
         post = {"N": str(rec["num_gaussians"])}
         if rec["loss"] is not None:
@@ -166,12 +168,15 @@ _DISPLAYS = {"poses": PosesBars, "build": _BuildBar, "labels": _LabelsBar, "segm
 
 def drive(pipeline) -> int:
     """Check, then run `pipeline` with progress bars; 0 when done, EXIT_STOPPED when a stage stopped."""
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
     from coseg.cli.stopping import stop_on_sigint
 
     pipeline.check()
     run = pipeline.start()
     current, display, last = None, None, {}
-    with stop_on_sigint("step") as stop, run.lock(), run.log_to_file():
+    # log lines during a stage (a budget's re-plan) print above the progress bar, not into it
+    with stop_on_sigint("step") as stop, run.lock(), run.log_to_file(), logging_redirect_tqdm():
         try:
             for stage, rec in pipeline.run(stop):
                 if stage is not current:
