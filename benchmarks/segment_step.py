@@ -11,8 +11,10 @@ the first --views labelled training views for every tolerance and times
 tolerance in turn), so the rows are measured side by side in one process.
 Prints one row per tolerance: pairs per labelled pixel, rendering-matrix MB
 per view (and for all labelled views, extrapolated), level-1 points decoded
-per step, and the median CPU ms of a step. Training views only; nothing is
-scored.
+per step, and the median CPU ms of a step. A second table times the step's
+rendering + softmax forward and backward both ways on the same views
+(interleaved): `apply` then `torch.softmax` (the step before the fused
+kernel) against `render_softmax`. Training views only; nothing is scored.
 """
 
 from __future__ import annotations
@@ -79,6 +81,34 @@ def main() -> None:
         step = 1000 * statistics.median(times[tol][len(views):])
         print(f"| {tol:g} | {pairs:.1f} | {mb:.1f} | {mb * len(field.labels.labelled):.0f} | {points:,.0f} | "
               f"{step:.0f} |")
+    render_table(field, batches[tolerances[-1]], args.reps)
+
+
+def render_table(field, batches, reps: int) -> None:
+    """CPU ms of rendering + softmax, forward and backward, unfused vs fused, on the same logits."""
+    import torch
+
+    from coseg.segment.sparse import apply, render_softmax
+
+    ways = {"apply + torch.softmax": lambda m, x: torch.softmax(apply(m, x), dim=-1), "render_softmax": render_softmax}
+    logits = []
+    with torch.no_grad():
+        for b in batches:
+            logits.append(field.decoder(field.fusion.take(b.plan))["logits"])
+    times = {name: [] for name in ways}
+    for _ in range(reps + 1):
+        for name, way in ways.items():
+            for b, x in zip(batches, logits):
+                x = x.clone().requires_grad_(True)
+                c = time.process_time()
+                probs = way(b.render, x)
+                probs[torch.arange(len(b.labels)), b.labels].sum().backward()  # the losses read p(label)
+                times[name].append(time.process_time() - c)
+    print()
+    print("| rendering + softmax, forward + backward | CPU ms per view (median) |")
+    print("|---|---|")
+    for name in ways:
+        print(f"| {name} | {1000 * statistics.median(times[name][len(batches):]):.1f} |")
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from coseg.segment.sparse import SparseRows, _apply, apply
+from coseg.segment.sparse import SparseRows, _apply, apply, render_softmax
 
 
 def _random_rows(rng, n_rows=70, n_cols=40):
@@ -34,6 +34,29 @@ def test_apply_and_its_gradient_match_the_dense_twin(threads):
     (grad_ref,) = torch.autograd.grad(y_ref, x64, upstream)
     torch.testing.assert_close(y.double(), y_ref, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(grad.double(), grad_ref, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_render_softmax_and_its_gradient_match_softmax_of_the_dense_twin(threads):
+    if threads > numba.config.NUMBA_NUM_THREADS:
+        pytest.skip("numba limited to one thread")
+    rng = np.random.default_rng(1)
+    m = _random_rows(rng)  # some rows have no entries: uniform there
+    x = torch.tensor(rng.normal(size=(40, 7)) * 3, dtype=torch.float32, requires_grad=True)
+    upstream = torch.tensor(rng.normal(size=(70, 7)))
+    previous = numba.get_num_threads()
+    numba.set_num_threads(threads)
+    try:
+        y = render_softmax(m, x)
+        (grad,) = torch.autograd.grad(y, x, upstream.float())
+    finally:
+        numba.set_num_threads(previous)
+    x64 = x.detach().double().requires_grad_(True)
+    y_ref = torch.softmax(_apply(m, x64), dim=-1)
+    (grad_ref,) = torch.autograd.grad(y_ref, x64, upstream)
+    torch.testing.assert_close(y.double(), y_ref, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(grad.double(), grad_ref, rtol=1e-4, atol=1e-5)
+    assert np.diff(m.indptr).min() == 0 and torch.allclose(y[np.diff(m.indptr) == 0], torch.full((1, 7), 1 / 7))
 
 
 def test_rows_keeps_the_chosen_rows_in_order_and_neighbour_rows():

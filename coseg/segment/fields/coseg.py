@@ -35,7 +35,7 @@ from coseg.normalize import WORKING_UNIT_METRES
 from coseg.segment.decoder import DecodePlan
 from coseg.segment.fields.base import Field
 from coseg.segment.losses import CoSegLossConfig, neighbour_table
-from coseg.segment.sparse import SparseRows, apply
+from coseg.segment.sparse import SparseRows, render_softmax
 
 log = logging.getLogger(__name__)
 
@@ -279,7 +279,7 @@ class CoSegField(Field):
 
         b = self.batches[view]
         out = self.decoder(self.fusion.take(b.plan))
-        probs = torch.softmax(apply(b.render, out["logits"]), dim=-1)
+        probs = render_softmax(b.render, out["logits"])
         level_xyz = [x[s] for x, s in zip(self.hierarchy.xyz, b.plan.sets)]
         return coseg_loss(probs, b.labels, out["fused"], level_xyz, self.config.loss, self.rng,
                           ignore_index=-1, weights=self.class_weights, neighbours=b.neighbours,
