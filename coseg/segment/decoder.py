@@ -80,7 +80,9 @@ class FusionInputs:
 
     def take(self, plan: "DecodePlan") -> "FusionInputs":
         """The inputs of a `DecodePlan`'s points only."""
-        return FusionInputs([f[torch.from_numpy(s)] for f, s in zip(self.frozen, plan.sets)], plan.up)
+        # index_select: several times faster than advanced indexing for row gathers on the CPU
+        return FusionInputs([f.index_select(0, torch.from_numpy(s)) for f, s in zip(self.frozen, plan.sets)],
+                            plan.up)
 
 
 @dataclass

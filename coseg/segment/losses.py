@@ -217,8 +217,9 @@ def kl_regulariser(features: torch.Tensor, xyz: np.ndarray, num_samples: int, k:
     else:
         neigh = knn_indices(xyz[sample], xyz, k, exclude=None if include_self else sample)
     logp = torch.log_softmax(features, dim=-1)
-    logp_j = logp[torch.from_numpy(sample)].unsqueeze(1)
-    logp_k = logp[torch.from_numpy(neigh)]
+    logp_j = logp.index_select(0, torch.from_numpy(sample)).unsqueeze(1)
+    neigh = torch.from_numpy(np.ascontiguousarray(neigh, np.int64))
+    logp_k = logp.index_select(0, neigh.reshape(-1)).reshape(*neigh.shape, -1)
     kl = (logp_j.exp() * (logp_j - logp_k)).sum(-1)
     return kl.sum() / (m * k)
 
