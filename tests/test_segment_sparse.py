@@ -108,3 +108,13 @@ def test_light_entries_are_dropped_lightest_first_within_the_tolerance_of_each_r
     row_sum = torch.from_numpy(np.add.reduceat(np.append(m.weights, 0), m.indptr[:-1]) * (counts > 0))
     diff = (apply(m, x) - apply(pruned, x)).abs().max(dim=1).values
     assert torch.all(diff <= tol * row_sum.float() * x.abs().max() + 1e-5)
+
+
+def test_compacted_renumbers_the_columns_as_unique_and_searchsorted_do():
+    rng = np.random.default_rng(3)
+    r = _random_rows(rng, n_cols=40)
+    used, c = r.compacted()
+    assert used.tolist() == np.unique(r.indices).tolist() and c.n_cols == len(used)
+    assert c.indices.tolist() == np.searchsorted(used, r.indices).tolist()
+    x = torch.tensor(rng.normal(size=(40, 3)), dtype=torch.float64)
+    torch.testing.assert_close(_apply(c, x[torch.from_numpy(used)]), _apply(r, x))

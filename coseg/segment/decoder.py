@@ -99,9 +99,8 @@ class DecodePlan:
         """The plan that decodes level-1 `points` (int indices) of `inputs`."""
         sets, ups = [np.asarray(points, np.int64)], []
         for up in inputs.up:
-            rows = up.rows(sets[-1])
-            used = np.unique(rows.indices).astype(np.int64)
-            ups.append(SparseRows(rows.indptr, np.searchsorted(used, rows.indices), rows.weights, len(used)))
+            used, rows = up.rows(sets[-1]).compacted()
+            ups.append(rows)
             sets.append(used)
         return cls(sets, ups)
 

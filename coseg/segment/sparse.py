@@ -173,6 +173,15 @@ class SparseRows:
         take = np.repeat(start - indptr[:-1], counts) + np.arange(indptr[-1])
         return SparseRows(indptr, self.indices[take], self.weights[take], self.n_cols)
 
+    def compacted(self) -> tuple[np.ndarray, "SparseRows"]:
+        """(used, matrix): the sorted columns that hold entries, and the matrix on those columns only."""
+        present = np.zeros(self.n_cols, np.bool_)
+        present[self.indices] = True
+        used = np.flatnonzero(present)
+        position = np.zeros(self.n_cols, np.int32)
+        position[used] = np.arange(len(used), dtype=np.int32)
+        return used.astype(np.int64), SparseRows(self.indptr, position[self.indices], self.weights, len(used))
+
     def without_light_entries(self, tolerance: float) -> "SparseRows":
         """The matrix without each row's lightest entries, up to `tolerance` of the row's weight.
 

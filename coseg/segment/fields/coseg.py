@@ -219,9 +219,7 @@ class CoSegField(Field):
         render = full.rows(rows).without_light_entries(self.config.blend_tolerance)
         if render.nnz == 0:
             return None
-        points = np.unique(render.indices).astype(np.int64)
-        render.indices = np.searchsorted(points, render.indices).astype(np.int32)
-        render.n_cols = len(points)
+        points, render = render.compacted()
         plan = DecodePlan.for_points(self.fusion, points)
         loss = self.config.loss
         levels = set() if self.config.single_scale else set(loss.reg_scales)
