@@ -177,8 +177,11 @@ class CoSegField(Field):
             counts += np.bincount(ids[ids >= 0], minlength=n)[:n]
         w = class_weights(counts, beta)
         self.info["class_weights"] = {int(c): round(float(v), 4) for c, v in zip(self.class_ids, w)}
-        log.info("pixel-loss class weights (beta=%g): %s", beta,
-                 ", ".join(f"{c}:{v:.2f}" for c, v in zip(self.class_ids, w.tolist())))
+        pairs = [f"{c}:{v:.2f}" for c, v in zip(self.class_ids, w.tolist())]
+        shown = ", ".join(pairs) if len(pairs) <= 20 else (
+            f"{len(pairs)} classes, {float(w.min()):.2f}-{float(w.max()):.2f} "
+            "(all in metrics.json, segmentation.class_weights)")
+        log.info("pixel-loss class weights (beta=%g): %s", beta, shown)
         return w
 
     def _encode(self, f_d: list[torch.Tensor]):
