@@ -53,11 +53,17 @@ def _scatter(order, rects, gauss_offsets, tiles_x, n_tiles, tile_offsets, isect_
     n_runs = max(1, min(_SCATTER_RUNS, n_vis))
     per_run = (n_vis + n_runs - 1) // n_runs
     cursor = np.zeros((n_runs, n_tiles), np.int64)
+    # Each Gaussian's rectangle and first entry slot, gathered in depth order once, so the
+    # second sweep reads them in sequence.
+    ordered = np.empty((n_vis, 5), np.int64)
     for run in nb.prange(n_runs):
         for k in range(run * per_run, min(n_vis, (run + 1) * per_run)):
             g = order[k]
-            for ty in range(rects[g, 2], rects[g, 3]):
-                for tx in range(rects[g, 0], rects[g, 1]):
+            for q in range(4):
+                ordered[k, q] = rects[g, q]
+            ordered[k, 4] = gauss_offsets[g]
+            for ty in range(ordered[k, 2], ordered[k, 3]):
+                for tx in range(ordered[k, 0], ordered[k, 1]):
                     cursor[run, ty * tiles_x + tx] += 1
     pos = 0
     tile_offsets[0] = 0
@@ -70,9 +76,9 @@ def _scatter(order, rects, gauss_offsets, tiles_x, n_tiles, tile_offsets, isect_
     for run in nb.prange(n_runs):
         for k in range(run * per_run, min(n_vis, (run + 1) * per_run)):
             g = order[k]
-            j = gauss_offsets[g]
-            for ty in range(rects[g, 2], rects[g, 3]):
-                for tx in range(rects[g, 0], rects[g, 1]):
+            j = ordered[k, 4]
+            for ty in range(ordered[k, 2], ordered[k, 3]):
+                for tx in range(ordered[k, 0], ordered[k, 1]):
                     tile = ty * tiles_x + tx
                     p = cursor[run, tile]
                     cursor[run, tile] = p + 1

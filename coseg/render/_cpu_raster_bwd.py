@@ -10,8 +10,8 @@ behind the current entry, which gives the same dL/dalpha:
 
 with g = dL/dpixel, w_k = alpha_k T_k and A = 1 - T_final the output alpha.
 
-Each entry is handled in three passes over the pixels it blended into: the
-scalar transmittance walk, then the channel work (dL/dcolour = sum_p w_p g_p
+For RGB each entry is one pass over the pixels it blended into; for wide C
+three: the scalar transmittance walk, then the channel work (dL/dcolour = sum_p w_p g_p
 and <g_p, c> per pixel) as dense loops over the channels, then the geometry
 gradients. Only the channel loops use fast-math (reassociation, so that the
 dot products vectorise): their summation order is fixed by the compiled code,
@@ -70,6 +70,24 @@ def _zero_entry(entry_geom, entry_color, e, need_geom, need_color):
     if need_color:
         for c in range(entry_color.shape[1]):
             entry_color[e, c] = 0.0
+
+
+@nb.njit(inline="always")
+def _add_geom(sums, v_a, gauss, op, mx, my, x0, y0, k):
+    """sums + pixel k's terms of (dL/dopacity, dL/dpower times 1, dx, dy, dx dx, dx dy, dy dy).
+
+    d = mean2d - pixel centre; no terms where alpha was clamped to ALPHA_MAX (no gradient
+    flows through the clamp).
+    """
+    if op * gauss > ALPHA_MAX:
+        return sums
+    dx = mx - (x0 + (k & (TILE - 1)) + 0.5)
+    dy = my - (y0 + (k >> TILE_SHIFT) + 0.5)
+    v_power = op * gauss * v_a
+    v_x = v_power * dx
+    v_y = v_power * dy
+    s_op, s_vx, s_vy, s_vxx, s_vxy, s_vyy = sums
+    return s_op + gauss * v_a, s_vx + v_x, s_vy + v_y, s_vxx + v_x * dx, s_vxy + v_x * dy, s_vyy + v_y * dy
 
 
 @nb.njit(**_NB)
@@ -137,72 +155,69 @@ def raster_bwd(tile_offsets, isect_gauss, projected, colors, background, width, 
             ca, cb, cc = np.float64(conics[g, 0]), np.float64(conics[g, 1]), np.float64(conics[g, 2])
             op = np.float64(opacities[g])
             n = entry_pixels(means2d, conics, opacities, setup, g, x0, x1, y0, y1, pix_k, pix_g)
-            # Pass 1: the pixels this entry was blended into (in place in pix_k / pix_g), T_j;
-            # for RGB the channel work rides along.
+            sums = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
             n_sel = 0
-            gc0 = gc1 = gc2 = gcol.dtype.type(0.0)
-            for i in range(n):
-                k = pix_k[i]
-                if j >= last[k]:
-                    continue
-                gauss = pix_g[i]
-                alpha = min(ALPHA_MAX, op * gauss)
-                inv_one_minus = 1.0 / (1.0 - alpha)
-                trans[k] = trans[k] * inv_one_minus
-                w = alpha * trans[k]
-                pix_k[n_sel] = k
-                pix_g[n_sel] = gauss
-                sel_w[n_sel] = w
-                sel_inv[n_sel] = inv_one_minus
-                if n_ch == 3:
+            if n_ch == 3:
+                # RGB: one pass over the pixels this entry was blended into: T_j, the colour
+                # sums and the geometry together.
+                gc0 = gc1 = gc2 = gcol.dtype.type(0.0)
+                for i in range(n):
+                    k = pix_k[i]
+                    if j >= last[k]:
+                        continue
+                    n_sel += 1
+                    gauss = pix_g[i]
+                    alpha = min(ALPHA_MAX, op * gauss)
+                    inv_one_minus = 1.0 / (1.0 - alpha)
+                    trans[k] = trans[k] * inv_one_minus
+                    w = alpha * trans[k]
                     wt = gcol.dtype.type(w)
                     gc0 += wt * grad[k, 0]
                     gc1 += wt * grad[k, 1]
                     gc2 += wt * grad[k, 2]
-                    cdot[n_sel] = grad[k, 0] * colors[g, 0] + grad[k, 1] * colors[g, 1] + grad[k, 2] * colors[g, 2]
-                n_sel += 1
+                    if need_geom:
+                        dot = grad[k, 0] * colors[g, 0] + grad[k, 1] * colors[g, 1] + grad[k, 2] * colors[g, 2]
+                        v_a = dot * trans[k] - (behind[k] + fixed[k]) * inv_one_minus
+                        behind[k] += dot * w
+                        sums = _add_geom(sums, v_a, gauss, op, mx, my, x0, y0, k)
+                gcol[0], gcol[1], gcol[2] = gc0, gc1, gc2
+            else:
+                # Wide C, pass 1: the pixels this entry was blended into (in place in pix_k /
+                # pix_g) and T_j.
+                for i in range(n):
+                    k = pix_k[i]
+                    if j >= last[k]:
+                        continue
+                    gauss = pix_g[i]
+                    alpha = min(ALPHA_MAX, op * gauss)
+                    inv_one_minus = 1.0 / (1.0 - alpha)
+                    trans[k] = trans[k] * inv_one_minus
+                    pix_k[n_sel] = k
+                    pix_g[n_sel] = gauss
+                    sel_w[n_sel] = alpha * trans[k]
+                    sel_inv[n_sel] = inv_one_minus
+                    n_sel += 1
+                # Pass 2: the channels as dense loops.
+                _channel_pass(grad, pix_k, sel_w, n_sel, colors, g, need_color, need_geom, gcol, cdot)
+                # Pass 3: geometry.
+                if need_geom:
+                    for i in range(n_sel):
+                        k = pix_k[i]
+                        v_a = cdot[i] * trans[k] - (behind[k] + fixed[k]) * sel_inv[i]
+                        behind[k] += cdot[i] * sel_w[i]
+                        sums = _add_geom(sums, v_a, pix_g[i], op, mx, my, x0, y0, k)
             if n_sel == 0:
                 _zero_entry(entry_geom, entry_color, e, need_geom, need_color)
                 continue
-            # Pass 2: channels (wide C).
-            if n_ch == 3:
-                gcol[0], gcol[1], gcol[2] = gc0, gc1, gc2
-            else:
-                _channel_pass(grad, pix_k, sel_w, n_sel, colors, g, need_color, need_geom, gcol, cdot)
             if need_color:
                 for c in range(n_ch):
                     entry_color[e, c] = gcol[c]
-            if not need_geom:
-                continue
-            # Pass 3: geometry. dL/dpower summed with its first and second moments in d, combined
-            # with the conic at the end.
-            s_op = s_vx = s_vy = s_vxx = s_vxy = s_vyy = 0.0
-            for i in range(n_sel):
-                k = pix_k[i]
-                v_a = cdot[i] * trans[k] - (behind[k] + fixed[k]) * sel_inv[i]
-                behind[k] += cdot[i] * sel_w[i]
-                gauss = pix_g[i]
-                if op * gauss <= ALPHA_MAX:
-                    dx = mx - (x0 + (k & (TILE - 1)) + 0.5)
-                    dy = my - (y0 + (k >> TILE_SHIFT) + 0.5)
-                    s_op += gauss * v_a
-                    v_power = op * gauss * v_a
-                    v_x = v_power * dx
-                    v_y = v_power * dy
-                    s_vx += v_x
-                    s_vy += v_y
-                    s_vxx += v_x * dx
-                    s_vxy += v_x * dy
-                    s_vyy += v_y * dy
-            g_mx = -ca * s_vx - cb * s_vy
-            g_my = -cc * s_vy - cb * s_vx
-            g_ca = -0.5 * s_vxx
-            g_cb = -s_vxy
-            g_cc = -0.5 * s_vyy
-            g_op = s_op
-            entry_geom[e, 0] = g_mx
-            entry_geom[e, 1] = g_my
-            entry_geom[e, 2] = g_ca
-            entry_geom[e, 3] = g_cb
-            entry_geom[e, 4] = g_cc
-            entry_geom[e, 5] = g_op
+            if need_geom:
+                # dL/dpower's sums and first and second moments in d, combined with the conic.
+                s_op, s_vx, s_vy, s_vxx, s_vxy, s_vyy = sums
+                entry_geom[e, 0] = -ca * s_vx - cb * s_vy
+                entry_geom[e, 1] = -cc * s_vy - cb * s_vx
+                entry_geom[e, 2] = -0.5 * s_vxx
+                entry_geom[e, 3] = -s_vxy
+                entry_geom[e, 4] = -0.5 * s_vyy
+                entry_geom[e, 5] = s_op
