@@ -166,17 +166,30 @@ class _EvalPrint(_Display):
 _DISPLAYS = {"poses": PosesBars, "build": _BuildBar, "labels": _LabelsBar, "segment": _SegmentBar, "eval": _EvalPrint}
 
 
-def drive(pipeline) -> int:
-    """Check, then run `pipeline` with progress bars; 0 when done, EXIT_STOPPED when a stage stopped."""
+def _logs_above_bars():
+    """Log lines during a stage (a budget's re-plan) print above the progress bar, not into it.
+
+    Only when the root logger writes to the terminal (the CLI's own handler): tqdm's redirect
+    would otherwise add a terminal handler where there was none (an embedding program, pytest).
+    """
+    import contextlib
+    import sys
+
     from tqdm.contrib.logging import logging_redirect_tqdm
 
+    console = any(isinstance(h, logging.StreamHandler) and getattr(h, "stream", None) in (sys.stdout, sys.stderr)
+                  for h in logging.getLogger().handlers)
+    return logging_redirect_tqdm() if console else contextlib.nullcontext()
+
+
+def drive(pipeline) -> int:
+    """Check, then run `pipeline` with progress bars; 0 when done, EXIT_STOPPED when a stage stopped."""
     from coseg.cli.stopping import stop_on_sigint
 
     pipeline.check()
     run = pipeline.start()
     current, display, last = None, None, {}
-    # log lines during a stage (a budget's re-plan) print above the progress bar, not into it
-    with stop_on_sigint("step") as stop, run.lock(), run.log_to_file(), logging_redirect_tqdm():
+    with stop_on_sigint("step") as stop, run.lock(), run.log_to_file(), _logs_above_bars():
         try:
             for stage, rec in pipeline.run(stop):
                 if stage is not current:
