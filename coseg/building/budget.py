@@ -216,7 +216,6 @@ def _largest_cap(fits, n0: int, upper: int) -> int:
     return lo
 
 
-
 class BudgetClock:
     """Re-plans a budgeted build's iterations from its measured time per iteration.
 

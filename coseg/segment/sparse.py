@@ -200,6 +200,14 @@ class SparseRows:
         return SparseRows(kept_before[self.indptr], self.indices[keep], self.weights[keep], self.n_cols)
 
 
+def _scatter(m: SparseRows, width: int, kernel, *args) -> np.ndarray:
+    """[n_cols, width]: a transposed-product `kernel` run over row chunks, one buffer per thread, summed."""
+    n_chunks = max(1, min(nb.get_num_threads(), m.n_rows))
+    out = np.empty((n_chunks, m.n_cols, width), np.float32)
+    kernel(m.indptr, m.indices, m.weights, *args, n_chunks, out)
+    return out.sum(0) if n_chunks > 1 else out[0]
+
+
 class _Apply(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, matrix: SparseRows) -> torch.Tensor:
@@ -213,10 +221,7 @@ class _Apply(torch.autograd.Function):
     def backward(ctx, grad: torch.Tensor):
         m = ctx.matrix
         g = np.ascontiguousarray(grad.numpy(), np.float32)
-        n_chunks = max(1, min(nb.get_num_threads(), m.n_rows))
-        out = np.empty((n_chunks, m.n_cols, g.shape[1]), np.float32)
-        _csr_matmul_t(m.indptr, m.indices, m.weights, g, n_chunks, out)
-        return torch.from_numpy(out.sum(0) if n_chunks > 1 else out[0]), None
+        return torch.from_numpy(_scatter(m, g.shape[1], _csr_matmul_t, g)), None
 
 
 class _RenderSoftmax(torch.autograd.Function):
@@ -236,10 +241,7 @@ class _RenderSoftmax(torch.autograd.Function):
         m, probs = ctx.matrix, ctx.probs
         n_out = grad.shape[1]
         g = np.ascontiguousarray(grad.numpy(), np.float32)
-        n_chunks = max(1, min(nb.get_num_threads(), m.n_rows))
-        out = np.empty((n_chunks, m.n_cols, probs.shape[1]), np.float32)
-        _csr_softmax_matmul_t(m.indptr, m.indices, m.weights, probs, g, n_out, n_chunks, out)
-        summed = out.sum(0) if n_chunks > 1 else out[0]
+        summed = _scatter(m, probs.shape[1], _csr_softmax_matmul_t, probs, g, n_out)
         return torch.from_numpy(np.ascontiguousarray(summed[:, :n_out])), None
 
 
